@@ -1,0 +1,46 @@
+# The two commands of the quick start: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export RUST_BACKTRACE := 0
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: run test lint format install migrate clean bench fixtures
+
+$(STAMP): requirements.txt requirements-dev.txt
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -r requirements-dev.txt
+	@if [ -n "$$WITH_LDAP" ]; then $(BIN)/pip install -q -r requirements-ldap.txt; fi
+	touch $(STAMP)
+
+install: $(STAMP)
+
+migrate: $(STAMP)
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py createcachetable
+
+# Serves http://127.0.0.1:$(PORT) (default 8000) on the embedded default
+# (SQLite, tasks in-process, mail as files in var/mail/) unless DATABASE_URL,
+# EMAIL_URL, REDIS_URL, SITE_URL or PORT say otherwise.
+run: migrate
+	$(BIN)/python manage.py runkeyserver
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy .
+
+format: $(STAMP)
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: $(STAMP)
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,251 @@
+"""Settings, read from the environment only (django-environ).
+
+Every variable is listed with its default in `.env.example`. Without any
+environment the server runs on the embedded default that `make run` uses:
+SQLite, Celery tasks executed in-process, mail written to files, the database
+as the shared cache.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import timedelta
+from pathlib import Path
+
+import environ
+
+# pysequoia attaches a full Rust backtrace to every error when this is 1: it
+# costs time and memory and must never reach a user.
+os.environ["RUST_BACKTRACE"] = "0"
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
+
+env = environ.Env()
+if (BASE_DIR / ".env").exists():
+    environ.Env.read_env(BASE_DIR / ".env")
+
+DEBUG = env.bool("DEBUG", default=False)
+SECRET_KEY = env.str("SECRET_KEY", default="")
+if not SECRET_KEY:
+    # A stable per-checkout key for the embedded default; production sets
+    # SECRET_KEY (a system check warns when it is missing outside DEBUG).
+    _key_file = VAR_DIR / "secret_key"
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    if not _key_file.exists():
+        import secrets
+
+        _key_file.write_text(secrets.token_urlsafe(50))
+        _key_file.chmod(0o600)
+    SECRET_KEY = _key_file.read_text().strip()
+    SECRET_KEY_FROM_FILE = True
+else:
+    SECRET_KEY_FROM_FILE = False
+
+PORT = env.int("PORT", default=8000)
+SITE_URL = env.str("SITE_URL", default=f"http://127.0.0.1:{PORT}").rstrip("/")
+SITE_NAME = env.str("SITE_NAME", default="OpenPGP keyserver")
+
+WKD_DOMAINS = [d.lower() for d in env.list("WKD_DOMAINS", default=[])]
+# gpg pointed at hkp://127.0.0.1:PORT sends "Host: localhost:PORT".
+ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[]) + [
+    "localhost",
+    "127.0.0.1",
+    "[::1]",
+    *WKD_DOMAINS,
+    *[f"openpgpkey.{d}" for d in WKD_DOMAINS],
+]
+_site_host = SITE_URL.split("://", 1)[-1].split("/", 1)[0].split(":")[0]
+if _site_host and _site_host not in ALLOWED_HOSTS:
+    ALLOWED_HOSTS.append(_site_host)
+CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[SITE_URL])
+
+# Client addresses: REMOTE_ADDR, unless the request came through one of these
+# proxies, in which case the right-most untrusted X-Forwarded-For entry.
+TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "keys",
+    "federation",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "keys.middleware.KeyserverErrorMiddleware",
+]
+
+ROOT_URLCONF = "attester.urls"
+WSGI_APPLICATION = "attester.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.i18n",
+                "keys.context_processors.site",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": env.db(
+        "DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'keyserver.sqlite3'}"
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # A second writer (the in-process scheduler) waits instead of failing
+    # with "database is locked".
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+else:
+    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# Rate limits, negative caches and circuit breakers live here, so every
+# process sees the same counters: Redis when configured, else the database.
+REDIS_URL = env.str("REDIS_URL", default="")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="ks"),
+        }
+    }
+else:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.db.DatabaseCache",
+            "LOCATION": "keyserver_cache",
+        }
+    }
+
+# Celery: a real broker when REDIS_URL (or CELERY_BROKER_URL) is set; without
+# one, tasks run in-process right after the transaction commits.
+CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
+CELERY_TASK_ALWAYS_EAGER = env.bool(
+    "CELERY_TASK_ALWAYS_EAGER", default=CELERY_BROKER_URL == "memory://"
+)
+CELERY_TASK_EAGER_PROPAGATES = False
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+
+# Mail: SMTP with EMAIL_URL (smtp://user:pass@host:port, smtp+tls://, smtps://);
+# without it, one file per message under var/mail/.
+EMAIL_URL = env.str("EMAIL_URL", default="")
+EMAIL_FILE_PATH = str(env.path("EMAIL_FILE_PATH", default=str(VAR_DIR / "mail")))
+if EMAIL_URL:
+    vars().update(env.email_url("EMAIL_URL"))
+else:
+    EMAIL_BACKEND = "django.core.mail.backends.filebased.EmailBackend"
+EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=20)
+DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="keyserver@localhost")
+SERVER_EMAIL = DEFAULT_FROM_EMAIL
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en"
+LANGUAGES = [("en", "English"), ("de", "Deutsch")]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT.mkdir(parents=True, exist_ok=True)
+STATICFILES_DIRS = [BASE_DIR / "static"]
+# Serve static files straight from the app folders (no collectstatic needed).
+WHITENOISE_USE_FINDERS = True
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "whitenoise.storage.CompressedStaticFilesStorage"
+        if not DEBUG
+        else "django.contrib.staticfiles.storage.StaticFilesStorage"
+    },
+}
+
+# Uploads: DESIGN.md caps dearmored key data at 1 MiB. Django's own request
+# cap sits above that (armor adds a third, form encoding more) and its error
+# is turned into a 413 in each protocol's format by keys.middleware.
+MAX_KEY_BYTES = env.int("MAX_KEY_BYTES", default=1024 * 1024)
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int(
+    "DATA_UPLOAD_MAX_MEMORY_SIZE", default=MAX_KEY_BYTES * 2 + 64 * 1024
+)
+MAX_USER_IDS = env.int("MAX_USER_IDS", default=100)
+MAX_SUBKEYS = env.int("MAX_SUBKEYS", default=100)
+# Self-signatures and revocations per certificate, counted before verification.
+MAX_SIGNATURES = env.int("MAX_SIGNATURES", default=1000)
+# Newest verified self-signatures kept per component after verification.
+KEEP_SIGNATURES_PER_COMPONENT = env.int("KEEP_SIGNATURES_PER_COMPONENT", default=8)
+MAX_KEYS_PER_UPLOAD = env.int("MAX_KEYS_PER_UPLOAD", default=20)
+MAX_MAILS_PER_UPLOAD = env.int("MAX_MAILS_PER_UPLOAD", default=10)
+
+# Tokens (DESIGN.md: Token).
+VERIFY_TOKEN_TTL = timedelta(hours=env.float("VERIFY_TOKEN_TTL_HOURS", default=72))
+UPLOAD_TOKEN_TTL = timedelta(minutes=env.float("UPLOAD_TOKEN_TTL_MINUTES", default=60))
+MANAGE_TOKEN_TTL = timedelta(minutes=env.float("MANAGE_TOKEN_TTL_MINUTES", default=60))
+
+# Rate limits (publication rule 8): "count/seconds".
+RATE_MAIL_PER_ADDRESS = env.str("RATE_MAIL_PER_ADDRESS", default="1/3600")
+RATE_MAIL_PER_CLIENT = env.str("RATE_MAIL_PER_CLIENT", default="20/3600")
+RATE_UPLOAD_PER_CLIENT = env.str("RATE_UPLOAD_PER_CLIENT", default="60/3600")
+
+# Refresh (issue 5 adds the behaviour; the values are read here already).
+REFRESH_INTERVAL_DAYS = env.int("REFRESH_INTERVAL_DAYS", default=30)
+REFRESH_NEAR_EXPIRY_DAYS = env.int("REFRESH_NEAR_EXPIRY_DAYS", default=14)
+REFRESH_AFTER_EXPIRY_DAYS = env.int("REFRESH_AFTER_EXPIRY_DAYS", default=30)
+REFRESH_REASSIGN = env.bool("REFRESH_REASSIGN", default=False)
+EVENT_RETENTION_DAYS = env.int("EVENT_RETENTION_DAYS", default=365)
+UNCONFIRMED_RETENTION_DAYS = env.int("UNCONFIRMED_RETENTION_DAYS", default=14)
+
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
+    "UNAUTHENTICATED_USER": None,
+}
+
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+SESSION_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE = SITE_URL.startswith("https://")
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
+    "loggers": {
+        "django.request": {"level": "ERROR"},
+    },
+}

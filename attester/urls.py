@@ -1,0 +1,24 @@
+"""URL map: one module per protocol (HKP, VKS, web pages, health)."""
+
+from django.contrib import admin
+from django.urls import path, re_path
+
+from keys.views import health, hkp, vks, web
+
+urlpatterns = [
+    path("pks/lookup", hkp.lookup, name="hkp-lookup"),
+    path("pks/add", hkp.add, name="hkp-add"),
+    path("vks/v1/by-fingerprint/<str:fpr>", vks.by_fingerprint, name="vks-by-fingerprint"),
+    path("vks/v1/by-keyid/<str:keyid>", vks.by_keyid, name="vks-by-keyid"),
+    re_path(r"^vks/v1/by-email/(?P<email>.+)$", vks.by_email, name="vks-by-email"),
+    path("vks/v1/upload", vks.upload, name="vks-upload"),
+    path("vks/v1/request-verify", vks.request_verify, name="vks-request-verify"),
+    path("", web.index, name="index"),
+    path("search", web.search, name="search"),
+    path("upload", web.upload, name="upload"),
+    path("upload/request-verify", web.request_verify, name="upload-request-verify"),
+    path("verify/<str:token>", web.verify, name="verify"),
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("admin/", admin.site.urls),
+]

@@ -1,0 +1,209 @@
+"""Django admin: keys, addresses, tokens, policy blocks and the audit trail."""
+
+from __future__ import annotations
+
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
+from django.utils.translation import gettext_lazy as _
+
+from . import openpgp, services
+from .errors import KeyserverError
+from .identifiers import group_fingerprint
+from .models import Binding, Event, Key, PolicyBlock, VerificationToken
+
+
+def _actor(request: HttpRequest) -> str:
+    return f"admin:{request.user.get_username()}"
+
+
+class BindingInline(admin.TabularInline):
+    model = Binding
+    extra = 0
+    can_delete = False
+    fields = ("address", "state", "validation", "verified_at", "updated")
+    readonly_fields = fields
+    show_change_link = True
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Key)
+class KeyAdmin(admin.ModelAdmin):
+    list_display = ("key_id", "algorithm", "created", "expires", "revoked", "blocked", "origin", "addresses")
+    list_filter = ("revoked", "blocked", "origin", "bindings__state", "bindings__validation")
+    search_fields = ("=fingerprint", "=key_id", "=subkeys__fingerprint", "=subkeys__key_id", "bindings__address")
+    ordering = ("-first_seen",)
+    inlines = [BindingInline]
+    actions = ["remove_by_policy"]
+    fieldsets = (
+        (None, {"fields": ("summary",)}),
+        (_("State"), {"fields": ("revoked", "blocked", "origin", "source", "first_seen", "updated")}),
+        (
+            _("Refresh"),
+            {"fields": ("refreshed_at", "next_refresh_at", "last_refresh_result", "refresh_failures")},
+        ),
+        (_("Published"), {"fields": ("published_armor",)}),
+    )
+    readonly_fields = (
+        "summary",
+        "revoked",
+        "blocked",
+        "origin",
+        "source",
+        "first_seen",
+        "updated",
+        "refreshed_at",
+        "last_refresh_result",
+        "refresh_failures",
+        "published_armor",
+    )
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Key]:
+        return super().get_queryset(request).prefetch_related("bindings").distinct()
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description=_("addresses"))
+    def addresses(self, key: Key) -> str:
+        return ", ".join(f"{b.address} ({b.state})" for b in key.bindings.all())
+
+    @admin.display(description=_("certificate"))
+    def summary(self, key: Key) -> str:
+        """A read-only summary of the stored certificate (parsed here only)."""
+        try:
+            info = openpgp.load(bytes(key.data))
+        except KeyserverError as exc:
+            return format_html("<p>{}</p>", exc.message)
+        size = f" {info.bits}" if info.bits else ""
+        uids = format_html_join(
+            "",
+            "<li>{} — {}</li>",
+            (
+                (u.value, _("valid") if u.valid else u.reason)
+                for u in info.user_ids
+            ),
+        )
+        subkeys = format_html_join(
+            "",
+            "<li><code>{}</code> {} {}</li>",
+            (
+                (
+                    group_fingerprint(s.fingerprint),
+                    s.algorithm,
+                    _("revoked") if s.revoked else (s.expires.date() if s.expires else ""),
+                )
+                for s in info.subkeys
+            ),
+        )
+        return format_html(
+            "<p><code>{}</code></p><p>v{} · {}{} · {} {} · {} {}{}</p>"
+            "<p>{}</p><ul>{}</ul><p>{}</p><ul>{}</ul>",
+            group_fingerprint(info.fingerprint),
+            info.version,
+            info.algorithm,
+            size,
+            _("created"),
+            info.created.date(),
+            _("expires"),
+            info.expires.date() if info.expires else _("never"),
+            format_html(" · <strong>{}</strong>", _("revoked")) if info.revoked else "",
+            _("User IDs"),
+            uids,
+            _("Subkeys"),
+            subkeys,
+        )
+
+    @admin.action(description=_("Remove selected keys from distribution (policy)"))
+    def remove_by_policy(self, request: HttpRequest, queryset: QuerySet[Key]) -> None:
+        for key in queryset:
+            services.remove_key_by_policy(key, reason=f"admin action by {request.user}", actor=_actor(request))
+        self.message_user(request, _("%(n)d key(s) removed from distribution.") % {"n": queryset.count()})
+
+
+@admin.register(Binding)
+class BindingAdmin(admin.ModelAdmin):
+    list_display = ("address", "key_link", "state", "validation", "verified_at", "updated")
+    list_filter = ("state", "validation", "domain")
+    search_fields = ("=address", "=key__fingerprint", "=key__key_id", "domain")
+    readonly_fields = (
+        "key",
+        "address",
+        "domain",
+        "wkd_hash",
+        "state",
+        "validation",
+        "pending_since",
+        "verified_at",
+        "last_audited_at",
+        "created",
+        "updated",
+    )
+    exclude = ("certificate",)
+    actions = ["unpublish", "remove_address_by_policy"]
+    list_select_related = ("key",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description=_("key"))
+    def key_link(self, binding: Binding) -> str:
+        return binding.key.key_id
+
+    @admin.action(description=_("Unpublish selected addresses"))
+    def unpublish(self, request: HttpRequest, queryset: QuerySet[Binding]) -> None:
+        for binding in queryset:
+            services.unpublish(binding, actor=_actor(request))
+        self.message_user(request, _("Addresses unpublished."))
+
+    @admin.action(description=_("Remove selected addresses from distribution (policy)"))
+    def remove_address_by_policy(self, request: HttpRequest, queryset: QuerySet[Binding]) -> None:
+        for address in set(queryset.values_list("address", flat=True)):
+            services.remove_address_by_policy(
+                address, reason=f"admin action by {request.user}", actor=_actor(request)
+            )
+        self.message_user(request, _("Addresses removed from distribution."), messages.SUCCESS)
+
+
+@admin.register(PolicyBlock)
+class PolicyBlockAdmin(admin.ModelAdmin):
+    list_display = ("fingerprint", "address_pattern", "reason", "created", "created_by")
+    search_fields = ("fingerprint", "address_pattern", "reason")
+    readonly_fields = ("created", "created_by")
+
+    def save_model(self, request: HttpRequest, obj: PolicyBlock, form: object, change: bool) -> None:
+        obj.fingerprint = obj.fingerprint.replace(" ", "").upper()
+        obj.address_pattern = obj.address_pattern.strip().lower()
+        obj.created_by = obj.created_by or _actor(request)
+        super().save_model(request, obj, form, change)
+        services.apply_policy_block(obj, actor=_actor(request))
+        services.log("policy_block_saved", actor=_actor(request), address=obj.address_pattern, detail=obj.reason)
+
+
+@admin.register(VerificationToken)
+class TokenAdmin(admin.ModelAdmin):
+    list_display = ("purpose", "fingerprint", "address", "created", "expires", "used_at")
+    list_filter = ("purpose",)
+    search_fields = ("=fingerprint", "=address")
+    readonly_fields = ("purpose", "key", "fingerprint", "address", "created", "expires", "used_at")
+    exclude = ("digest",)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    list_display = ("at", "action", "actor", "fingerprint", "address")
+    list_filter = ("action",)
+    search_fields = ("=fingerprint", "=address", "actor")
+    date_hierarchy = "at"
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False

@@ -1,0 +1,75 @@
+"""One error family for the whole keyserver.
+
+Services raise these; each protocol front-end (HKP text, VKS JSON, Attester
+JSON, HTML pages) renders them in its own format. Messages are user-facing and
+marked for translation.
+"""
+
+from __future__ import annotations
+
+from django.utils.translation import gettext_lazy as _
+
+
+class KeyserverError(Exception):
+    status = 400
+    default_message = _("The request could not be processed.")
+
+    def __init__(self, message: object = None) -> None:
+        self.message = str(message if message is not None else self.default_message)
+        super().__init__(self.message)
+
+
+class InvalidQuery(KeyserverError):
+    default_message = _("Search by full email address, fingerprint or long key ID only.")
+
+
+class InvalidKey(KeyserverError):
+    default_message = _("The uploaded data is not a valid OpenPGP public key.")
+
+
+class NoKeyUploaded(InvalidKey):
+    default_message = _("No key was uploaded.")
+
+
+class SecretKeyRefused(InvalidKey):
+    default_message = _(
+        "This is a secret (private) key. Never upload it anywhere: upload only the "
+        "public key (gpg --export --armor YOUR-KEY-ID)."
+    )
+
+
+class KeyTooLarge(InvalidKey):
+    status = 413
+    default_message = _("The upload is too large.")
+
+
+class InvalidEmail(KeyserverError):
+    default_message = _("This is not a valid email address.")
+
+
+class NotFound(KeyserverError):
+    status = 404
+    default_message = _("No key found.")
+
+
+class InvalidToken(KeyserverError):
+    status = 400
+    default_message = _(
+        "This link is invalid, expired or already used. Please upload the key again "
+        "to get a new one."
+    )
+
+
+class RateLimited(KeyserverError):
+    status = 429
+    default_message = _("Too many requests. Please try again later.")
+
+
+class RemovedByPolicy(KeyserverError):
+    status = 403
+    default_message = _("This key or address has been removed from distribution.")
+
+
+class UnsupportedMediaType(KeyserverError):
+    status = 415
+    default_message = _("Unsupported content type.")

@@ -1,0 +1,214 @@
+"""Storage: keys, their subkeys, address bindings, tokens, policy blocks, events.
+
+Every lookup path reads one indexed row set and serves precomputed bytes:
+the published certificate and its armored text live on Key, the per-address
+certificate on Binding. Both are rebuilt by keys.services in the transaction
+that changes the key or a binding.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import hashlib
+
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+
+class Origin(models.TextChoices):
+    UPLOAD = "upload", _("upload")
+    LDAP = "ldap", _("LDAP directory")
+    HKP = "hkp", _("HKP peer")
+    VKS = "vks", _("VKS server")
+    WKD = "wkd", _("WKD")
+    IMPORT = "import", _("dump import")
+
+
+class Key(models.Model):
+    fingerprint = models.CharField(_("fingerprint"), max_length=64, unique=True)
+    version = models.PositiveSmallIntegerField(_("version"))
+    key_id = models.CharField(_("key ID"), max_length=16, db_index=True)
+    algorithm = models.CharField(_("algorithm"), max_length=40)
+    algorithm_id = models.PositiveSmallIntegerField(_("algorithm number"), default=0)
+    bits = models.PositiveIntegerField(_("bits"), null=True, blank=True)
+    created = models.DateTimeField(_("created"))
+    expires = models.DateTimeField(_("expires"), null=True, blank=True)
+    revoked = models.BooleanField(_("revoked"), default=False)
+    # Removed from distribution by policy: served nowhere, not even by id.
+    blocked = models.BooleanField(_("removed by policy"), default=False)
+
+    data = models.BinaryField(_("stored certificate"))
+    published = models.BinaryField(_("published certificate"), default=b"")
+    published_armor = models.TextField(_("published certificate (armored)"), blank=True)
+    # The user IDs the published certificate carries (HKP index, rule 6).
+    published_user_ids = models.JSONField(default=list, blank=True)
+
+    origin = models.CharField(_("origin"), max_length=8, choices=Origin.choices, default=Origin.UPLOAD)
+    source = models.ForeignKey(
+        "federation.Source", null=True, blank=True, on_delete=models.SET_NULL, related_name="keys"
+    )
+    first_seen = models.DateTimeField(_("first seen"), auto_now_add=True)
+    updated = models.DateTimeField(_("updated"), auto_now=True)
+    refreshed_at = models.DateTimeField(_("refreshed at"), null=True, blank=True)
+    next_refresh_at = models.DateTimeField(_("next refresh"), null=True, blank=True)
+    last_refresh_result = models.TextField(_("last refresh result"), blank=True)
+    refresh_failures = models.PositiveIntegerField(_("refresh failures"), default=0)
+
+    class Meta:
+        indexes = [
+            models.Index(
+                fields=["next_refresh_at"],
+                name="key_due_refresh",
+                condition=Q(next_refresh_at__isnull=False),
+            ),
+        ]
+
+    def __str__(self) -> str:
+        return self.fingerprint
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires is not None and self.expires <= timezone.now()
+
+    @property
+    def is_valid(self) -> bool:
+        return not self.revoked and not self.is_expired
+
+
+class Subkey(models.Model):
+    primary = models.ForeignKey(Key, on_delete=models.CASCADE, related_name="subkeys")
+    fingerprint = models.CharField(_("fingerprint"), max_length=64, db_index=True)
+    key_id = models.CharField(_("key ID"), max_length=16, db_index=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["primary", "fingerprint"], name="subkey_unique_per_key")
+        ]
+
+    def __str__(self) -> str:
+        return self.fingerprint
+
+
+class Binding(models.Model):
+    """One address on one key."""
+
+    class State(models.TextChoices):
+        UNPUBLISHED = "unpublished", _("unpublished")
+        PENDING = "pending", _("pending confirmation")
+        PUBLISHED = "published", _("published")
+        CACHED = "cached", _("cached from upstream")
+        REVOKED = "revoked", _("revoked")
+        REMOVED_BY_POLICY = "removed_by_policy", _("removed by policy")
+
+    class Validation(models.TextChoices):
+        EMAIL_CONFIRMED = "email_confirmed", _("email confirmed")
+        OIDC_VERIFIED = "oidc_verified", _("OIDC verified")
+        ORG_DIRECTORY = "org_directory", _("organisation directory")
+        UPSTREAM_VERIFIED = "upstream_verified", _("verifying upstream")
+        UPSTREAM_UNVERIFIED = "upstream_unverified", _("unverified upstream")
+        FINGERPRINT_VERIFIED = "fingerprint_verified", _("fingerprint verified")
+
+    key = models.ForeignKey(Key, on_delete=models.CASCADE, related_name="bindings")
+    address = models.CharField(_("address"), max_length=254)
+    domain = models.CharField(_("domain"), max_length=253)
+    wkd_hash = models.CharField(_("WKD hash"), max_length=32)
+    state = models.CharField(
+        _("state"), max_length=20, choices=State.choices, default=State.UNPUBLISHED
+    )
+    validation = models.CharField(
+        _("validation level"), max_length=24, choices=Validation.choices, blank=True
+    )
+    # The key reduced to this address's user IDs (WKD, single-address answers).
+    certificate = models.BinaryField(_("per-address certificate"), default=b"")
+    pending_since = models.DateTimeField(_("pending since"), null=True, blank=True)
+    verified_at = models.DateTimeField(_("verified at"), null=True, blank=True)
+    last_audited_at = models.DateTimeField(_("last audited at"), null=True, blank=True)
+    created = models.DateTimeField(_("created"), auto_now_add=True)
+    updated = models.DateTimeField(_("updated"), auto_now=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["key", "address"], name="binding_unique_per_key")
+        ]
+        indexes = [
+            models.Index(fields=["address", "state"], name="binding_address_state"),
+            models.Index(fields=["domain", "wkd_hash", "state"], name="binding_wkd"),
+        ]
+
+    def __str__(self) -> str:
+        return self.address
+
+
+class VerificationToken(models.Model):
+    """A token sent by mail or returned to a client; only its sha256 is kept."""
+
+    class Purpose(models.TextChoices):
+        VERIFY = "verify", _("verify an address")
+        UPLOAD = "upload", _("upload session")
+        MANAGE = "manage", _("manage a key")
+
+    digest = models.CharField(max_length=64, unique=True)
+    purpose = models.CharField(max_length=8, choices=Purpose.choices)
+    key = models.ForeignKey(Key, on_delete=models.CASCADE, related_name="tokens")
+    fingerprint = models.CharField(max_length=64)
+    address = models.CharField(max_length=254, blank=True)
+    created = models.DateTimeField()
+    expires = models.DateTimeField(db_index=True)
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.purpose} token for {self.fingerprint}"
+
+    @staticmethod
+    def hash(plain: str) -> str:
+        return hashlib.sha256(plain.encode("utf-8")).hexdigest()
+
+
+class PolicyBlock(models.Model):
+    """A fingerprint or an address pattern removed from distribution."""
+
+    fingerprint = models.CharField(_("fingerprint"), max_length=64, blank=True, db_index=True)
+    address_pattern = models.CharField(
+        _("address pattern"),
+        max_length=254,
+        blank=True,
+        help_text=_("An exact address, or a pattern such as *@example.org"),
+    )
+    reason = models.TextField(_("reason"))
+    created = models.DateTimeField(_("created"), auto_now_add=True)
+    created_by = models.CharField(_("created by"), max_length=150, blank=True)
+
+    class Meta:
+        verbose_name = _("policy block")
+
+    def __str__(self) -> str:
+        return self.fingerprint or self.address_pattern
+
+    @classmethod
+    def blocks_fingerprint(cls, fingerprint: str) -> bool:
+        return cls.objects.filter(fingerprint=fingerprint).exists()
+
+    @classmethod
+    def blocked_addresses(cls, addresses: list[str]) -> set[str]:
+        patterns = list(cls.objects.exclude(address_pattern="").values_list("address_pattern", flat=True))
+        return {a for a in addresses if any(fnmatch.fnmatchcase(a, p.lower()) for p in patterns)}
+
+
+class Event(models.Model):
+    """The audit trail: who or what changed which key or binding, when."""
+
+    at = models.DateTimeField(_("at"), default=timezone.now, db_index=True)
+    actor = models.CharField(_("actor"), max_length=150)
+    action = models.CharField(_("action"), max_length=40, db_index=True)
+    key = models.ForeignKey(Key, null=True, blank=True, on_delete=models.SET_NULL, related_name="events")
+    fingerprint = models.CharField(_("fingerprint"), max_length=64, blank=True, db_index=True)
+    address = models.CharField(_("address"), max_length=254, blank=True, db_index=True)
+    detail = models.TextField(_("detail"), blank=True)
+
+    class Meta:
+        ordering = ["-at", "-id"]
+
+    def __str__(self) -> str:
+        return f"{self.at:%Y-%m-%d %H:%M} {self.action} {self.fingerprint} {self.address}"

@@ -1,0 +1,465 @@
+"""The keyserver's domain logic. Every front-end ends here.
+
+HKP `/pks/add`, VKS upload, the upload page (and later the Attester API,
+fallback lookups, refresh and dump imports) all store keys through
+`import_keys`, so the policy blocks, limits and merge rules hold on every path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
+from django.utils.translation import gettext as _
+
+from . import clock, openpgp, ratelimit, tokens
+from .errors import InvalidKey, InvalidToken, RateLimited, RemovedByPolicy
+from .identifiers import domain_of, wkd_hash
+from .models import Binding, Event, Key, Origin, PolicyBlock, Subkey, VerificationToken
+
+State = Binding.State
+Validation = Binding.Validation
+# Bindings whose address may be served by some lookup path.
+SERVED_STATES = (State.PUBLISHED, State.CACHED)
+
+
+@dataclass
+class KeyResult:
+    key: Key
+    created: bool
+    changed: bool
+    status: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class ImportResult:
+    keys: list[KeyResult]
+    rejected: list[str]
+
+
+def log(action: str, *, key: Key | None = None, address: str = "", actor: str = "system", detail: str = "") -> None:
+    Event.objects.create(
+        action=action,
+        key=key,
+        fingerprint=key.fingerprint if key else "",
+        address=address,
+        actor=actor[:150],
+        detail=detail,
+        at=clock.now(),
+    )
+
+
+# ---------------------------------------------------------------------------
+# Import
+
+
+def import_keys(
+    data: bytes,
+    *,
+    origin: str = Origin.UPLOAD,
+    actor: str = "upload",
+    source_id: int | None = None,
+) -> ImportResult:
+    """Store every certificate in `data`, merging into what is stored.
+
+    Raises a KeyserverError when nothing in `data` could be stored; when some
+    certificates of several are refused, their reasons are in `rejected`.
+    """
+    upload = openpgp.parse(data)
+    results: list[KeyResult] = []
+    rejected = list(upload.rejected)
+    for cert in upload.certs:
+        if PolicyBlock.blocks_fingerprint(cert.fingerprint):
+            if len(upload.certs) == 1 and not upload.revocations:
+                raise RemovedByPolicy()
+            rejected.append(str(RemovedByPolicy.default_message))
+            continue
+        results.append(_store(cert, origin=origin, actor=actor, source_id=source_id))
+    for revocation in upload.revocations:
+        key = _revocation_target(revocation)
+        if key is None:
+            rejected.append(_("A revocation certificate was uploaded for a key this server does not have."))
+            continue
+        results.append(_store_revocation(key, revocation, actor=actor))
+    if not results:
+        raise InvalidKey(rejected[0] if rejected else None)
+    return ImportResult(results, rejected)
+
+
+def _revocation_target(revocation: openpgp.Revocation) -> Key | None:
+    if revocation.issuer_fpr:
+        return Key.objects.filter(fingerprint=revocation.issuer_fpr).first()
+    if revocation.issuer_keyid:
+        return Key.objects.filter(key_id=revocation.issuer_keyid).first()
+    return None
+
+
+def _store(cert: openpgp.CertInfo, *, origin: str, actor: str, source_id: int | None) -> KeyResult:
+    """Insert or merge one verified certificate.
+
+    1. Lock the stored row (or create it; a concurrent insert is retried as
+       a merge).
+    2. Merge the new copy into the stored one: nothing stored is ever lost.
+    3. Update the key's fields, subkeys and bindings, and rebuild the
+       published forms, all in this transaction.
+    """
+    with transaction.atomic():
+        key = Key.objects.select_for_update().filter(fingerprint=cert.fingerprint).first()
+        created = False
+        if key is None:
+            try:
+                with transaction.atomic():
+                    key = Key.objects.create(
+                        **_key_fields(cert), origin=origin, source_id=source_id
+                    )
+                created = True
+            except IntegrityError:
+                key = Key.objects.select_for_update().get(fingerprint=cert.fingerprint)
+        if created:
+            info = cert
+        else:
+            info = openpgp.merge(bytes(key.data), cert.data)
+        changed = created or info.data != bytes(key.data)
+        _apply(key, info, actor=actor)
+        if created:
+            log("key_created", key=key, actor=actor, detail=origin)
+        elif changed:
+            log("key_updated", key=key, actor=actor)
+    return KeyResult(key, created, changed, status(key))
+
+
+def _store_revocation(key: Key, revocation: openpgp.Revocation, *, actor: str) -> KeyResult:
+    with transaction.atomic():
+        key = Key.objects.select_for_update().get(pk=key.pk)
+        info = openpgp.add_revocation(bytes(key.data), revocation)
+        changed = info.data != bytes(key.data)
+        _apply(key, info, actor=actor)
+        if changed and info.revoked:
+            log("key_revoked", key=key, actor=actor)
+    return KeyResult(key, False, changed, status(key))
+
+
+def _key_fields(info: openpgp.CertInfo) -> dict[str, object]:
+    return {
+        "fingerprint": info.fingerprint,
+        "version": info.version,
+        "key_id": info.key_id,
+        "algorithm": info.algorithm,
+        "algorithm_id": info.algorithm_id,
+        "bits": info.bits,
+        "created": info.created,
+        "expires": info.expires,
+        "revoked": info.revoked,
+        "data": info.data,
+    }
+
+
+def _apply(key: Key, info: openpgp.CertInfo, *, actor: str) -> None:
+    """Write a certificate's facts to the locked key and its rows."""
+    for name, value in _key_fields(info).items():
+        setattr(key, name, value)
+    key.save()
+
+    wanted = {s.fingerprint: s.key_id for s in info.subkeys}
+    have = set(key.subkeys.values_list("fingerprint", flat=True))
+    key.subkeys.exclude(fingerprint__in=wanted).delete()
+    Subkey.objects.bulk_create(
+        Subkey(primary=key, fingerprint=fpr, key_id=kid) for fpr, kid in wanted.items() if fpr not in have
+    )
+
+    valid = info.emails
+    blocked = PolicyBlock.blocked_addresses(valid)
+    bindings = {b.address: b for b in key.bindings.all()}
+    for address in valid:
+        if address not in bindings:
+            bindings[address] = Binding.objects.create(
+                key=key,
+                address=address,
+                domain=domain_of(address),
+                wkd_hash=wkd_hash(address),
+                state=State.REMOVED_BY_POLICY if address in blocked else State.UNPUBLISHED,
+            )
+    for address, binding in bindings.items():
+        if binding.state == State.REMOVED_BY_POLICY:
+            continue
+        if address in blocked:
+            new_state = State.REMOVED_BY_POLICY
+        elif key.revoked or address not in valid:
+            # Rule 5: a revoked key or user ID unpublishes its addresses.
+            new_state = State.REVOKED
+        elif binding.state == State.REVOKED:
+            new_state = State.UNPUBLISHED  # valid again: must be confirmed anew
+        else:
+            continue
+        if new_state != binding.state:
+            was_served = binding.state in SERVED_STATES
+            binding.state = new_state
+            binding.save(update_fields=["state", "updated"])
+            if was_served:
+                log("address_" + new_state, key=key, address=address, actor=actor)
+    rebuild(key, info)
+
+
+def rebuild(key: Key, info: openpgp.CertInfo | None = None) -> None:
+    """Recompute the published certificate, its armor and per-address forms.
+
+    Called with the key row locked, in the transaction that changed it
+    (publication rule 2), so lookups only ever read precomputed bytes.
+    """
+    info = info or openpgp.load(bytes(key.data))
+    bindings = list(key.bindings.all())
+    published = [b.address for b in bindings if b.state == State.PUBLISHED]
+    if key.blocked:
+        key.published, key.published_armor, key.published_user_ids = b"", "", []
+    else:
+        data = openpgp.publishable(info, published)
+        key.published = data
+        key.published_armor = openpgp.armor(data)
+        key.published_user_ids = [
+            u.value for u in info.user_ids if u.valid and u.email in published and not info.revoked
+        ]
+    key.save(update_fields=["published", "published_armor", "published_user_ids", "updated"])
+    for binding in bindings:
+        served = binding.state in SERVED_STATES and not key.blocked and not key.revoked
+        certificate = openpgp.publishable(info, [binding.address]) if served else b""
+        if bytes(binding.certificate) != certificate:
+            binding.certificate = certificate
+            binding.save(update_fields=["certificate", "updated"])
+
+
+def status(key: Key) -> dict[str, str]:
+    """The VKS status of each address of a key; a revoked key has none."""
+    if key.revoked:
+        return {}
+    names = {
+        State.PUBLISHED: "published",
+        State.PENDING: "pending",
+        State.REVOKED: "revoked",
+        State.UNPUBLISHED: "unpublished",
+        State.CACHED: "unpublished",
+    }
+    return {
+        b.address: names[State(b.state)]
+        for b in key.bindings.order_by("id")
+        if b.state in names
+    }
+
+
+# ---------------------------------------------------------------------------
+# Confirmation by email
+
+
+def request_verification(
+    key: Key, addresses: Iterable[str], *, client: str, locale: str = "", actor: str = ""
+) -> dict[str, str]:
+    """Mail a confirmation link to each requested address (publication rule 8).
+
+    Addresses already published are left alone. A repeat for the same address
+    within its limit answers `pending` and sends nothing (a 429 there would
+    tell a stranger that someone else asked). The client's own limit is a 429.
+    """
+    from .tasks import send_verification_mail
+
+    requested = list(dict.fromkeys(a for a in addresses))[: settings.MAX_MAILS_PER_UPLOAD]
+    with transaction.atomic():
+        key = Key.objects.select_for_update().get(pk=key.pk)
+        if key.revoked or key.blocked:
+            return status(key)
+        for binding in key.bindings.filter(address__in=requested):
+            if binding.state not in (State.UNPUBLISHED, State.PENDING, State.CACHED):
+                continue
+            if not ratelimit.allow(f"mail-addr:{binding.address}", settings.RATE_MAIL_PER_ADDRESS):
+                _mark_pending(binding)
+                continue
+            if not ratelimit.allow(f"mail-ip:{client}", settings.RATE_MAIL_PER_CLIENT):
+                raise RateLimited(
+                    _("Too many confirmation mails were requested from your address. Please try again in an hour.")
+                )
+            _mark_pending(binding)
+            log("verification_requested", key=key, address=binding.address, actor=actor or client)
+            binding_id = binding.pk
+            transaction.on_commit(
+                lambda binding_id=binding_id: send_verification_mail.delay(binding_id, locale)
+            )
+    return status(key)
+
+
+def _mark_pending(binding: Binding) -> None:
+    if binding.state != State.PENDING:
+        binding.state = State.PENDING
+        binding.pending_since = clock.now()
+        binding.save(update_fields=["state", "pending_since", "updated"])
+
+
+def unconfirmed_addresses(key: Key) -> list[str]:
+    """Addresses of a key that are neither published nor pending."""
+    return list(
+        key.bindings.filter(state__in=[State.UNPUBLISHED, State.CACHED])
+        .order_by("id")
+        .values_list("address", flat=True)
+    )
+
+
+def verification_target(plain: str) -> VerificationToken:
+    """The token behind a confirmation link, for the page that shows it."""
+    token = tokens.find(plain, VerificationToken.Purpose.VERIFY)
+    binding = token.key.bindings.filter(address=token.address).first()
+    if binding is None or binding.state in (State.REVOKED, State.REMOVED_BY_POLICY):
+        raise InvalidToken(_("This address can no longer be confirmed for this key."))
+    return token
+
+
+def confirm(plain: str, *, actor: str = "") -> Binding:
+    """Publish the address of a verification token (single use)."""
+    with transaction.atomic():
+        token = tokens.find(plain, VerificationToken.Purpose.VERIFY, for_update=True)
+        key = Key.objects.select_for_update().get(pk=token.key.pk)
+        binding = key.bindings.filter(address=token.address).first()
+        token.used_at = clock.now()
+        token.save(update_fields=["used_at"])
+        if (
+            binding is None
+            or key.revoked
+            or key.blocked
+            or binding.state in (State.REVOKED, State.REMOVED_BY_POLICY)
+            or PolicyBlock.blocked_addresses([binding.address])
+        ):
+            raise InvalidToken(_("This address can no longer be confirmed for this key."))
+        if binding.state != State.PUBLISHED:
+            binding.state = State.PUBLISHED
+            binding.validation = Validation.EMAIL_CONFIRMED
+            binding.verified_at = clock.now()
+            binding.pending_since = None
+            binding.save()
+            rebuild(key)
+            log("address_published", key=key, address=binding.address, actor=actor or "email")
+    return binding
+
+
+def upload_token(key: Key) -> str:
+    return tokens.issue(VerificationToken.Purpose.UPLOAD, key)
+
+
+def key_for_upload_token(plain: str) -> Key:
+    return tokens.find(plain, VerificationToken.Purpose.UPLOAD).key
+
+
+# ---------------------------------------------------------------------------
+# Lookups: one indexed query each, precomputed bytes only.
+
+
+def _ordered(keys: QuerySet[Key]) -> QuerySet[Key]:
+    """Valid keys first, then revoked or expired; newest created first."""
+    now = clock.now()
+    return keys.annotate(
+        invalid=Case(
+            When(Q(revoked=True) | Q(expires__lte=now), then=Value(1)),
+            default=Value(0),
+            output_field=IntegerField(),
+        )
+    ).order_by("invalid", "-created", "fingerprint")
+
+
+def keys_for_email(address: str) -> list[Key]:
+    """Keys with this address published, best first."""
+    return list(
+        _ordered(
+            Key.objects.filter(
+                blocked=False, bindings__address=address, bindings__state=State.PUBLISHED
+            )
+        ).defer("data")
+    )
+
+
+def key_by_fingerprint(fpr: str) -> Key | None:
+    """The key with this primary or subkey fingerprint."""
+    key = Key.objects.defer("data").filter(fingerprint=fpr, blocked=False).first()
+    if key is None:
+        key = (
+            _ordered(Key.objects.filter(subkeys__fingerprint=fpr, blocked=False))
+            .defer("data")
+            .first()
+        )
+    return key
+
+
+def keys_by_keyid(keyid: str) -> list[Key]:
+    """Keys whose primary key or a subkey has this long key id."""
+    keys = list(_ordered(Key.objects.filter(key_id=keyid, blocked=False)).defer("data"))
+    if not keys:
+        keys = list(
+            _ordered(Key.objects.filter(subkeys__key_id=keyid, blocked=False).distinct()).defer("data")
+        )
+    return keys
+
+
+def stats() -> dict[str, int]:
+    return {
+        "keys": Key.objects.filter(blocked=False).count(),
+        "published_addresses": Binding.objects.filter(state=State.PUBLISHED).count(),
+    }
+
+
+# ---------------------------------------------------------------------------
+# Administration (admin actions and, later, self-service management)
+
+
+def unpublish(binding: Binding, *, actor: str) -> None:
+    with transaction.atomic():
+        key = Key.objects.select_for_update().get(pk=binding.key_id)
+        binding = key.bindings.get(pk=binding.pk)
+        if binding.state in (State.PUBLISHED, State.PENDING, State.CACHED):
+            binding.state = State.UNPUBLISHED
+            binding.save(update_fields=["state", "updated"])
+            rebuild(key)
+            log("address_unpublished", key=key, address=binding.address, actor=actor)
+
+
+def remove_key_by_policy(key: Key, *, reason: str, actor: str) -> None:
+    """Take a key out of distribution for good: no path brings it back."""
+    with transaction.atomic():
+        key = Key.objects.select_for_update().get(pk=key.pk)
+        PolicyBlock.objects.get_or_create(
+            fingerprint=key.fingerprint, defaults={"reason": reason, "created_by": actor}
+        )
+        key.blocked = True
+        key.save(update_fields=["blocked", "updated"])
+        key.bindings.update(state=State.REMOVED_BY_POLICY)
+        rebuild(key)
+        log("key_removed_by_policy", key=key, actor=actor, detail=reason)
+
+
+def remove_address_by_policy(address: str, *, reason: str, actor: str) -> None:
+    """Block an address (or pattern) on every key, now and for later uploads."""
+    block, _created = PolicyBlock.objects.get_or_create(
+        address_pattern=address, defaults={"reason": reason, "created_by": actor}
+    )
+    apply_policy_block(block, actor=actor)
+
+
+def apply_policy_block(block: PolicyBlock, *, actor: str) -> None:
+    if block.fingerprint:
+        key = Key.objects.filter(fingerprint=block.fingerprint).first()
+        if key and not key.blocked:
+            remove_key_by_policy(key, reason=block.reason, actor=actor)
+    if block.address_pattern:
+        candidates = Binding.objects.exclude(state=State.REMOVED_BY_POLICY)
+        if "*" not in block.address_pattern and "?" not in block.address_pattern:
+            candidates = candidates.filter(address=block.address_pattern.lower())
+        for binding in candidates.select_related("key"):
+            if not PolicyBlock.blocked_addresses([binding.address]):
+                continue
+            with transaction.atomic():
+                key = Key.objects.select_for_update().get(pk=binding.key_id)
+                key.bindings.filter(pk=binding.pk).update(state=State.REMOVED_BY_POLICY)
+                rebuild(key)
+                log(
+                    "address_removed_by_policy",
+                    key=key,
+                    address=binding.address,
+                    actor=actor,
+                    detail=block.reason,
+                )

@@ -1,0 +1,49 @@
+"""Tokens: random, expiring, stored as sha256 only; verify tokens are single use."""
+
+from __future__ import annotations
+
+import secrets
+
+from django.conf import settings
+
+from . import clock
+from .errors import InvalidToken
+from .models import Key, VerificationToken
+
+Purpose = VerificationToken.Purpose
+_TTL = {
+    Purpose.VERIFY: "VERIFY_TOKEN_TTL",
+    Purpose.UPLOAD: "UPLOAD_TOKEN_TTL",
+    Purpose.MANAGE: "MANAGE_TOKEN_TTL",
+}
+
+
+def issue(purpose: str, key: Key, address: str = "") -> str:
+    """Create a token and return the plain value (never stored)."""
+    plain = secrets.token_urlsafe(32)
+    moment = clock.now()
+    VerificationToken.objects.create(
+        digest=VerificationToken.hash(plain),
+        purpose=purpose,
+        key=key,
+        fingerprint=key.fingerprint,
+        address=address,
+        created=moment,
+        expires=moment + getattr(settings, _TTL[Purpose(purpose)]),
+    )
+    return plain
+
+
+def find(plain: str, purpose: str, *, for_update: bool = False) -> VerificationToken:
+    """The live token for `plain`, or InvalidToken (unknown, used, expired)."""
+    if not plain or len(plain) > 200:
+        raise InvalidToken()
+    rows = VerificationToken.objects.select_related("key")
+    if for_update:
+        rows = rows.select_for_update()
+    token = rows.filter(digest=VerificationToken.hash(plain), purpose=purpose).first()
+    if token is None or token.used_at is not None or token.expires <= clock.now():
+        raise InvalidToken()
+    if token.key.fingerprint != token.fingerprint:
+        raise InvalidToken()
+    return token

@@ -1,0 +1,106 @@
+"""HKP (draft-gallagher-openpgp-hkp): /pks/lookup and /pks/add.
+
+gpg --recv-keys asks `op=get&options=mr&search=0x<FPR>`, --search-keys
+`op=index&options=mr&fingerprint=on&search=<addr>`, --locate-external-keys
+adds `exact=on`. Errors are text/plain.
+"""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote
+
+from django.http import HttpRequest, HttpResponse
+from django.utils.translation import gettext as _
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from .. import services
+from ..errors import InvalidKey, InvalidQuery, NoKeyUploaded, NotFound
+from ..identifiers import Query, parse_search
+from ..models import Key
+from ..ratelimit import client_ip
+from .common import key_response
+
+TEXT = "text/plain; charset=utf-8"
+# Printable ASCII stays as it is in an mr uid field; ':', '%', controls and
+# non-ASCII bytes are percent-encoded.
+UID_SAFE = " !\"#$&'()*+,-./;<=>?@[]^_`{|}~"
+
+
+def find_keys(query: Query, *, for_get: bool) -> list[Key]:
+    """Keys HKP may show for a query (publication rules 5 and 6)."""
+    if query.kind == "email":
+        return services.keys_for_email(query.value)
+    if query.kind == "fingerprint":
+        key = services.key_by_fingerprint(query.value)
+        keys = [key] if key else []
+    else:
+        keys = services.keys_by_keyid(query.value)
+    # A revoked key is served without user IDs so clients learn of the
+    # revocation; otherwise gpg refuses a key without user IDs.
+    shown = [k for k in keys if k.published_user_ids or k.revoked]
+    if keys and not shown:
+        raise NotFound(
+            _("This key has no confirmed address on this server, so it is not served over HKP.")
+        )
+    return shown
+
+
+@require_GET
+def lookup(request: HttpRequest) -> HttpResponse:
+    op = request.GET.get("op", "get")
+    if op in ("stats", "x-stats"):
+        return HttpResponse(json.dumps(services.stats()), content_type="application/json")
+    if op not in ("get", "index", "vindex"):
+        return HttpResponse(_("Operation not supported.") + "\n", status=501, content_type=TEXT)
+    search = request.GET.get("search", "")
+    if not search:
+        raise InvalidQuery()
+    query = parse_search(search)
+    keys = find_keys(query, for_get=op == "get")
+    if not keys:
+        raise NotFound()
+    if op == "get":
+        return key_response(keys)
+    return HttpResponse(index_mr(keys), content_type=TEXT)
+
+
+def index_mr(keys: list[Key]) -> str:
+    """The machine-readable index (HKP draft, 5.2): percent-encoded uids."""
+    lines = [f"info:1:{len(keys)}"]
+    for key in keys:
+        flags = ("r" if key.revoked else "") + ("e" if key.is_expired else "")
+        expires = str(int(key.expires.timestamp())) if key.expires else ""
+        lines.append(
+            f"pub:{key.fingerprint}:{key.algorithm_id}:{key.bits or ''}:"
+            f"{int(key.created.timestamp())}:{expires}:{flags}"
+        )
+        for uid in key.published_user_ids:
+            lines.append(f"uid:{quote(uid, safe=UID_SAFE)}:::{flags}")
+    return "\n".join(lines) + "\n"
+
+
+@csrf_exempt
+@require_POST
+def add(request: HttpRequest) -> HttpResponse:
+    """Store the keys in `keytext` and mail their unconfirmed addresses."""
+    content_type = request.content_type or ""
+    if content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        raise InvalidKey(_("Send the key as the form field keytext (application/x-www-form-urlencoded)."))
+    keytext = request.POST.get("keytext", "")
+    if not keytext.strip():
+        raise NoKeyUploaded(_("The form field keytext is missing or empty."))
+    result = services.import_keys(keytext.encode("utf-8", errors="replace"), actor=f"hkp {client_ip(request)}")
+    lines = []
+    for item in result.keys:
+        mailed = services.request_verification(
+            item.key, services.unconfirmed_addresses(item.key), client=client_ip(request)
+        )
+        lines.append(item.key.fingerprint)
+        for address, state in mailed.items():
+            lines.append(f"  {address}: {state}")
+    for reason in result.rejected:
+        lines.append(_("Refused: %(reason)s") % {"reason": reason})
+    lines.append(_("Addresses marked pending were sent a confirmation mail."))
+    return HttpResponse("\n".join(lines) + "\n", content_type=TEXT)

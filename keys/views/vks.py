@@ -1,0 +1,112 @@
+"""The VKS API of keys.openpgp.org (Hagrid), with its shapes and status values."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.translation import gettext as _
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from .. import services
+from ..errors import InvalidKey, InvalidToken, KeyserverError, NoKeyUploaded, NotFound
+from ..identifiers import normalize_email, parse_fingerprint, parse_keyid
+from ..ratelimit import client_ip
+from .common import key_response
+
+
+@require_GET
+def by_fingerprint(request: HttpRequest, fpr: str) -> HttpResponse:
+    fingerprint = parse_fingerprint(fpr)
+    key = services.key_by_fingerprint(fingerprint)
+    return key_response([key] if key else [], filename=fingerprint)
+
+
+@require_GET
+def by_keyid(request: HttpRequest, keyid: str) -> HttpResponse:
+    value = parse_keyid(keyid)
+    return key_response(services.keys_by_keyid(value), filename=value)
+
+
+@require_GET
+def by_email(request: HttpRequest, email: str) -> HttpResponse:
+    address = normalize_email(email)
+    keys = services.keys_for_email(address)
+    if not keys:
+        raise NotFound()
+    return key_response(keys, filename=keys[0].fingerprint)
+
+
+def _json_body(request: HttpRequest) -> dict[str, Any]:
+    if request.content_type != "application/json":
+        raise KeyserverError(
+            _("expected application/json data. see %(url)s/about/api for api docs.")
+            % {"url": settings.SITE_URL}
+        )
+    try:
+        data = json.loads(request.body or b"")
+    except (ValueError, UnicodeDecodeError):
+        raise KeyserverError(_("The request body is not valid JSON.")) from None
+    if not isinstance(data, dict):
+        raise KeyserverError(_("The request body must be a JSON object."))
+    return data
+
+
+def _upload_answer(item: services.KeyResult, token: str) -> dict[str, Any]:
+    return {"key_fpr": item.key.fingerprint, "status": services.status(item.key), "token": token}
+
+
+@csrf_exempt
+@require_POST
+def upload(request: HttpRequest) -> HttpResponse:
+    data = _json_body(request)
+    keytext = data.get("keytext")
+    if not isinstance(keytext, str) or not keytext.strip():
+        raise NoKeyUploaded()
+    result = services.import_keys(keytext.encode("utf-8", errors="replace"), actor=f"vks {client_ip(request)}")
+    if len(result.keys) > 1:
+        # keys.openpgp.org answers a keyring with a bare list of fingerprints.
+        return JsonResponse([item.key.fingerprint for item in result.keys], safe=False)
+    item = result.keys[0]
+    return JsonResponse(_upload_answer(item, services.upload_token(item.key)))
+
+
+def pick_locale(locales: object) -> str:
+    """The first of a client's locales (de_CH, de-DE, ...) that we ship."""
+    available = {code for code, _name in settings.LANGUAGES}
+    if isinstance(locales, list):
+        for entry in locales:
+            if isinstance(entry, str):
+                language = entry.replace("-", "_").split("_", 1)[0].lower()
+                if language in available:
+                    return language
+    return ""
+
+
+@csrf_exempt
+@require_POST
+def request_verify(request: HttpRequest) -> HttpResponse:
+    data = _json_body(request)
+    token, addresses = data.get("token"), data.get("addresses")
+    if not isinstance(token, str):
+        raise InvalidToken(_("Upload session expired. Please try again."))
+    if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
+        raise InvalidKey(_("addresses must be a list of email addresses."))
+    try:
+        key = services.key_for_upload_token(token)
+    except InvalidToken:
+        raise InvalidToken(_("Upload session expired. Please try again.")) from None
+    wanted = []
+    for address in addresses:
+        normalized = normalize_email(address)
+        if normalized not in services.status(key):
+            raise InvalidKey(_("The address %(address)s is not on this key.") % {"address": address})
+        wanted.append(normalized)
+    services.request_verification(
+        key, wanted, client=client_ip(request), locale=pick_locale(data.get("locale")), actor=f"vks {client_ip(request)}"
+    )
+    key.refresh_from_db()
+    return JsonResponse({"key_fpr": key.fingerprint, "status": services.status(key), "token": token})

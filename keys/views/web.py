@@ -1,0 +1,101 @@
+"""Pages for people: search, upload, choose addresses, confirm."""
+
+from __future__ import annotations
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils.translation import get_language
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from .. import services
+from ..errors import InvalidKey, KeyserverError, NoKeyUploaded, RateLimited
+from ..identifiers import group_fingerprint, parse_search
+from ..ratelimit import allow, client_ip
+
+
+@require_GET
+def index(request: HttpRequest) -> HttpResponse:
+    return render(request, "index.html")
+
+
+@require_GET
+def search(request: HttpRequest) -> HttpResponse:
+    text = request.GET.get("q", "").strip()
+    if not text:
+        return render(request, "index.html")
+    query = parse_search(text)
+    if query.kind == "email":
+        keys = services.keys_for_email(query.value)
+    elif query.kind == "fingerprint":
+        key = services.key_by_fingerprint(query.value)
+        keys = [key] if key and (key.published_user_ids or key.revoked) else []
+    else:
+        keys = [k for k in services.keys_by_keyid(query.value) if k.published_user_ids or k.revoked]
+    results = [{"key": k, "grouped": group_fingerprint(k.fingerprint)} for k in keys]
+    return render(request, "search.html", {"query": text, "results": results})
+
+
+@require_http_methods(["GET", "POST"])
+def upload(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return render(request, "upload.html")
+    if not allow(f"upload-ip:{client_ip(request)}", settings.RATE_UPLOAD_PER_CLIENT):
+        raise RateLimited()
+    data = b""
+    if "keyfile" in request.FILES:
+        data = request.FILES["keyfile"].read(settings.MAX_KEY_BYTES * 2 + 1)
+    if not data.strip():
+        data = request.POST.get("keytext", "").encode("utf-8", errors="replace")
+    if not data.strip():
+        raise NoKeyUploaded()
+    try:
+        result = services.import_keys(data, actor=f"web {client_ip(request)}")
+    except KeyserverError as exc:
+        return render(request, "upload.html", {"error": exc.message}, status=exc.status)
+    items = [
+        {
+            "key": item.key,
+            "grouped": group_fingerprint(item.key.fingerprint),
+            "status": services.status(item.key),
+            "token": services.upload_token(item.key),
+        }
+        for item in result.keys
+    ]
+    return render(request, "upload_result.html", {"items": items, "rejected": result.rejected})
+
+
+@require_POST
+def request_verify(request: HttpRequest) -> HttpResponse:
+    key = services.key_for_upload_token(request.POST.get("token", ""))
+    addresses = request.POST.getlist("address")
+    known = services.status(key)
+    if not addresses or any(a not in known for a in addresses):
+        raise InvalidKey(_("Choose at least one address of this key."))
+    status = services.request_verification(
+        key, addresses, client=client_ip(request), locale=get_language() or "", actor=f"web {client_ip(request)}"
+    )
+    return render(
+        request,
+        "request_sent.html",
+        {"key": key, "grouped": group_fingerprint(key.fingerprint), "addresses": addresses, "status": status},
+    )
+
+
+@require_http_methods(["GET", "POST"])
+def verify(request: HttpRequest, token: str) -> HttpResponse:
+    """GET only shows a button (mail scanners prefetch links); POST publishes."""
+    if request.method == "GET":
+        target = services.verification_target(token)
+        return render(
+            request,
+            "verify.html",
+            {"address": target.address, "grouped": group_fingerprint(target.fingerprint)},
+        )
+    binding = services.confirm(token, actor=f"web {client_ip(request)}")
+    return render(
+        request,
+        "verified.html",
+        {"address": binding.address, "grouped": group_fingerprint(binding.key.fingerprint), "key": binding.key},
+    )

@@ -48,7 +48,8 @@ SITE_NAME = env.str("SITE_NAME", default="OpenPGP keyserver")
 
 WKD_DOMAINS = [d.lower() for d in env.list("WKD_DOMAINS", default=[])]
 # gpg pointed at hkp://127.0.0.1:PORT sends "Host: localhost:PORT".
-ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=[]) + [
+ALLOWED_HOSTS = [
+    *env.list("ALLOWED_HOSTS", default=[]),
     "localhost",
     "127.0.0.1",
     "[::1]",
@@ -110,11 +111,7 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": env.db(
-        "DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'keyserver.sqlite3'}"
-    )
-}
+DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'keyserver.sqlite3'}")}
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A second writer (the in-process scheduler) waits instead of failing
     # with "database is locked".
@@ -146,9 +143,7 @@ else:
 # Celery: a real broker when REDIS_URL (or CELERY_BROKER_URL) is set; without
 # one, tasks run in-process right after the transaction commits.
 CELERY_BROKER_URL = env.str("CELERY_BROKER_URL", default=REDIS_URL or "memory://")
-CELERY_TASK_ALWAYS_EAGER = env.bool(
-    "CELERY_TASK_ALWAYS_EAGER", default=CELERY_BROKER_URL == "memory://"
-)
+CELERY_TASK_ALWAYS_EAGER = env.bool("CELERY_TASK_ALWAYS_EAGER", default=CELERY_BROKER_URL == "memory://")
 CELERY_TASK_EAGER_PROPAGATES = False
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
@@ -199,9 +194,7 @@ STORAGES = {
 # cap sits above that (armor adds a third, form encoding more) and its error
 # is turned into a 413 in each protocol's format by keys.middleware.
 MAX_KEY_BYTES = env.int("MAX_KEY_BYTES", default=1024 * 1024)
-DATA_UPLOAD_MAX_MEMORY_SIZE = env.int(
-    "DATA_UPLOAD_MAX_MEMORY_SIZE", default=MAX_KEY_BYTES * 2 + 64 * 1024
-)
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=MAX_KEY_BYTES * 2 + 64 * 1024)
 MAX_USER_IDS = env.int("MAX_USER_IDS", default=100)
 MAX_SUBKEYS = env.int("MAX_SUBKEYS", default=100)
 # Self-signatures and revocations per certificate, counted before verification.

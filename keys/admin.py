@@ -34,7 +34,13 @@ class BindingInline(admin.TabularInline):
 class KeyAdmin(admin.ModelAdmin):
     list_display = ("key_id", "algorithm", "created", "expires", "revoked", "blocked", "origin", "addresses")
     list_filter = ("revoked", "blocked", "origin", "bindings__state", "bindings__validation")
-    search_fields = ("=fingerprint", "=key_id", "=subkeys__fingerprint", "=subkeys__key_id", "bindings__address")
+    search_fields = (
+        "=fingerprint",
+        "=key_id",
+        "=subkeys__fingerprint",
+        "=subkeys__key_id",
+        "bindings__address",
+    )
     ordering = ("-first_seen",)
     inlines = [BindingInline]
     actions = ["remove_by_policy"]
@@ -82,10 +88,7 @@ class KeyAdmin(admin.ModelAdmin):
         uids = format_html_join(
             "",
             "<li>{} — {}</li>",
-            (
-                (u.value, _("valid") if u.valid else u.reason)
-                for u in info.user_ids
-            ),
+            ((u.value, _("valid") if u.valid else u.reason) for u in info.user_ids),
         )
         subkeys = format_html_join(
             "",
@@ -120,7 +123,9 @@ class KeyAdmin(admin.ModelAdmin):
     @admin.action(description=_("Remove selected keys from distribution (policy)"))
     def remove_by_policy(self, request: HttpRequest, queryset: QuerySet[Key]) -> None:
         for key in queryset:
-            services.remove_key_by_policy(key, reason=f"admin action by {request.user}", actor=_actor(request))
+            services.remove_key_by_policy(
+                key, reason=f"admin action by {request.user}", actor=_actor(request)
+            )
         self.message_user(request, _("%(n)d key(s) removed from distribution.") % {"n": queryset.count()})
 
 
@@ -180,7 +185,9 @@ class PolicyBlockAdmin(admin.ModelAdmin):
         obj.created_by = obj.created_by or _actor(request)
         super().save_model(request, obj, form, change)
         services.apply_policy_block(obj, actor=_actor(request))
-        services.log("policy_block_saved", actor=_actor(request), address=obj.address_pattern, detail=obj.reason)
+        services.log(
+            "policy_block_saved", actor=_actor(request), address=obj.address_pattern, detail=obj.reason
+        )
 
 
 @admin.register(VerificationToken)

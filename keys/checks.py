@@ -11,10 +11,12 @@ from django.core.checks import Warning, register
 @register()
 def check_settings(app_configs: Any, **kwargs: Any) -> list[Warning]:
     problems = []
-    if getattr(settings, "SECRET_KEY_FROM_FILE", False) and not settings.DEBUG and settings.SITE_URL.startswith("https://"):
-        problems.append(
-            Warning("SECRET_KEY is not set; a generated key in var/ is used.", id="keys.W001")
-        )
+    if (
+        getattr(settings, "SECRET_KEY_FROM_FILE", False)
+        and not settings.DEBUG
+        and settings.SITE_URL.startswith("https://")
+    ):
+        problems.append(Warning("SECRET_KEY is not set; a generated key in var/ is used.", id="keys.W001"))
     if settings.EMAIL_BACKEND.endswith("filebased.EmailBackend") and settings.SITE_URL.startswith("https://"):
         problems.append(
             Warning(

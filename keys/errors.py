@@ -55,8 +55,7 @@ class NotFound(KeyserverError):
 class InvalidToken(KeyserverError):
     status = 400
     default_message = _(
-        "This link is invalid, expired or already used. Please upload the key again "
-        "to get a new one."
+        "This link is invalid, expired or already used. Please upload the key again to get a new one."
     )
 
 

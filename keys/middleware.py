@@ -37,8 +37,12 @@ def error_response(request: HttpRequest, error: KeyserverError) -> HttpResponse:
     if kind == "attester":
         return JsonResponse({"error": {"code": error.status, "message": error.message}}, status=error.status)
     if kind == "hkp":
-        return HttpResponse(error.message + "\n", status=error.status, content_type="text/plain; charset=utf-8")
-    return render(request, "error.html", {"message": error.message, "status": error.status}, status=error.status)
+        return HttpResponse(
+            error.message + "\n", status=error.status, content_type="text/plain; charset=utf-8"
+        )
+    return render(
+        request, "error.html", {"message": error.message, "status": error.status}, status=error.status
+    )
 
 
 class KeyserverErrorMiddleware:

@@ -114,9 +114,7 @@ class Binding(models.Model):
     address = models.CharField(_("address"), max_length=254)
     domain = models.CharField(_("domain"), max_length=253)
     wkd_hash = models.CharField(_("WKD hash"), max_length=32)
-    state = models.CharField(
-        _("state"), max_length=20, choices=State.choices, default=State.UNPUBLISHED
-    )
+    state = models.CharField(_("state"), max_length=20, choices=State.choices, default=State.UNPUBLISHED)
     validation = models.CharField(
         _("validation level"), max_length=24, choices=Validation.choices, blank=True
     )
@@ -129,9 +127,7 @@ class Binding(models.Model):
     updated = models.DateTimeField(_("updated"), auto_now=True)
 
     class Meta:
-        constraints = [
-            models.UniqueConstraint(fields=["key", "address"], name="binding_unique_per_key")
-        ]
+        constraints = [models.UniqueConstraint(fields=["key", "address"], name="binding_unique_per_key")]
         indexes = [
             models.Index(fields=["address", "state"], name="binding_address_state"),
             models.Index(fields=["domain", "wkd_hash", "state"], name="binding_wkd"),

@@ -44,7 +44,7 @@ from .identifiers import normalize_email
 
 os.environ["RUST_BACKTRACE"] = "0"
 
-import pysequoia  # noqa: E402
+import pysequoia
 
 # Packet tags (RFC 9580, 5).
 SIG, SECKEY, PUBKEY, SECSUB, COMPRESSED, MARKER = 2, 5, 6, 7, 8, 10
@@ -556,15 +556,15 @@ def _describe(packets: list[Packet]) -> CertInfo:
     binding_sigs: list[Signature] = [s for _p, s in direct]
     for pkt, sigs in components[1:]:
         if pkt.tag == UID:
-            certs, revs = split([s for s in sigs if s[1].type in CERTIFICATIONS | {CERT_REVOCATION}], CERT_REVOCATION)
+            certs, revs = split(
+                [s for s in sigs if s[1].type in CERTIFICATIONS | {CERT_REVOCATION}], CERT_REVOCATION
+            )
             if not certs:
                 continue  # no verified self-signature: not stored
             value = _uid_text(pkt.body)
             strong = [s for s in certs if s[1].hash_algo not in WEAK_HASHES]
             newest = _newest(strong or certs, 1)[0][1]
-            is_revoked = any(
-                (r[1].created or created) >= (newest.created or created) for r in revs
-            )
+            is_revoked = any((r[1].created or created) >= (newest.created or created) for r in revs)
             reason = ""
             if not strong:
                 reason = _(
@@ -583,15 +583,15 @@ def _describe(packets: list[Packet]) -> CertInfo:
             user_ids.append(UserIdInfo(value, email, valid, is_revoked, reason))
             chosen = _newest(revs, keep) + _newest(certs, keep)
         else:
-            bind, revs = split([s for s in sigs if s[1].type in (SUBKEY_BINDING, SUBKEY_REVOCATION)], SUBKEY_REVOCATION)
+            bind, revs = split(
+                [s for s in sigs if s[1].type in (SUBKEY_BINDING, SUBKEY_REVOCATION)], SUBKEY_REVOCATION
+            )
             if not bind:
                 continue  # no verified binding: not stored
-            sub_version, sub_fpr, sub_keyid = key_fingerprint(pkt.body)
+            _sub_version, sub_fpr, sub_keyid = key_fingerprint(pkt.body)
             sub_algo, sub_bits, sub_created = key_algorithm(pkt.body)
             newest = _newest(bind, 1)[0][1]
-            expires = (
-                sub_created + timedelta(seconds=newest.key_expiry) if newest.key_expiry else None
-            )
+            expires = sub_created + timedelta(seconds=newest.key_expiry) if newest.key_expiry else None
             subkeys.append(
                 SubkeyInfo(
                     sub_fpr, sub_keyid, sub_algo, sub_bits, sub_created, expires, bool(revs), newest.key_flags
@@ -649,9 +649,7 @@ def parse(data: bytes) -> Upload:
         raise KeyTooLarge()
     binary = dearmor(data) if is_armored(data) else data
     if len(binary) > max_bytes:
-        raise KeyTooLarge(
-            _("The key is larger than %(max)s KiB.") % {"max": max_bytes // 1024}
-        )
+        raise KeyTooLarge(_("The key is larger than %(max)s KiB.") % {"max": max_bytes // 1024})
     groups, loose = _split_certs(iter_packets(binary))
     revocations: list[Revocation] = []
     for pkt in loose:
@@ -729,9 +727,6 @@ def can_encrypt(info: CertInfo, now: datetime | None = None) -> bool:
     """Whether the key has a live subkey usable for encryption."""
     moment = now or datetime.now(UTC)
     return any(
-        s.flags is not None
-        and s.flags & 0x0C
-        and not s.revoked
-        and (s.expires is None or s.expires > moment)
+        s.flags is not None and s.flags & 0x0C and not s.revoked and (s.expires is None or s.expires > moment)
         for s in info.subkeys
     )

@@ -6,6 +6,7 @@ the first 20 calls in an hour.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 
 from django.conf import settings
@@ -28,6 +29,12 @@ def allow(bucket: str, rate: str) -> bool:
     except ValueError:  # expired between add and incr
         cache.add(key, 1, timeout=window)
         return True
+
+
+def refund(bucket: str) -> None:
+    """Give back one call of a bucket (when the action did not happen after all)."""
+    with contextlib.suppress(ValueError):
+        cache.decr(f"rl:{bucket}")
 
 
 def client_ip(request: HttpRequest) -> str:

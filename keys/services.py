@@ -40,7 +40,9 @@ class ImportResult:
     rejected: list[str]
 
 
-def log(action: str, *, key: Key | None = None, address: str = "", actor: str = "system", detail: str = "") -> None:
+def log(
+    action: str, *, key: Key | None = None, address: str = "", actor: str = "system", detail: str = ""
+) -> None:
     Event.objects.create(
         action=action,
         key=key,
@@ -112,16 +114,11 @@ def _store(cert: openpgp.CertInfo, *, origin: str, actor: str, source_id: int | 
         if key is None:
             try:
                 with transaction.atomic():
-                    key = Key.objects.create(
-                        **_key_fields(cert), origin=origin, source_id=source_id
-                    )
+                    key = Key.objects.create(**_key_fields(cert), origin=origin, source_id=source_id)
                 created = True
             except IntegrityError:
                 key = Key.objects.select_for_update().get(fingerprint=cert.fingerprint)
-        if created:
-            info = cert
-        else:
-            info = openpgp.merge(bytes(key.data), cert.data)
+        info = cert if created else openpgp.merge(bytes(key.data), cert.data)
         changed = created or info.data != bytes(key.data)
         _apply(key, info, actor=actor)
         if created:
@@ -241,11 +238,7 @@ def status(key: Key) -> dict[str, str]:
         State.UNPUBLISHED: "unpublished",
         State.CACHED: "unpublished",
     }
-    return {
-        b.address: names[State(b.state)]
-        for b in key.bindings.order_by("id")
-        if b.state in names
-    }
+    return {b.address: names[State(b.state)] for b in key.bindings.order_by("id") if b.state in names}
 
 
 # ---------------------------------------------------------------------------
@@ -264,26 +257,33 @@ def request_verification(
     from .tasks import send_verification_mail
 
     requested = list(dict.fromkeys(a for a in addresses))[: settings.MAX_MAILS_PER_UPLOAD]
+    limited = False
     with transaction.atomic():
         key = Key.objects.select_for_update().get(pk=key.pk)
         if key.revoked or key.blocked:
             return status(key)
-        for binding in key.bindings.filter(address__in=requested):
+        for binding in key.bindings.filter(address__in=requested).order_by("id"):
             if binding.state not in (State.UNPUBLISHED, State.PENDING, State.CACHED):
                 continue
-            if not ratelimit.allow(f"mail-addr:{binding.address}", settings.RATE_MAIL_PER_ADDRESS):
+            address_bucket = f"mail-addr:{binding.address}"
+            if not ratelimit.allow(address_bucket, settings.RATE_MAIL_PER_ADDRESS):
                 _mark_pending(binding)
                 continue
             if not ratelimit.allow(f"mail-ip:{client}", settings.RATE_MAIL_PER_CLIENT):
-                raise RateLimited(
-                    _("Too many confirmation mails were requested from your address. Please try again in an hour.")
-                )
+                ratelimit.refund(address_bucket)
+                limited = True
+                break
             _mark_pending(binding)
             log("verification_requested", key=key, address=binding.address, actor=actor or client)
             binding_id = binding.pk
             transaction.on_commit(
                 lambda binding_id=binding_id: send_verification_mail.delay(binding_id, locale)
             )
+    if limited:
+        # What was sent before the limit stays sent (committed above).
+        raise RateLimited(
+            _("Too many confirmation mails were requested from your address. Please try again later.")
+        )
     return status(key)
 
 
@@ -367,9 +367,7 @@ def keys_for_email(address: str) -> list[Key]:
     """Keys with this address published, best first."""
     return list(
         _ordered(
-            Key.objects.filter(
-                blocked=False, bindings__address=address, bindings__state=State.PUBLISHED
-            )
+            Key.objects.filter(blocked=False, bindings__address=address, bindings__state=State.PUBLISHED)
         ).defer("data")
     )
 
@@ -378,11 +376,7 @@ def key_by_fingerprint(fpr: str) -> Key | None:
     """The key with this primary or subkey fingerprint."""
     key = Key.objects.defer("data").filter(fingerprint=fpr, blocked=False).first()
     if key is None:
-        key = (
-            _ordered(Key.objects.filter(subkeys__fingerprint=fpr, blocked=False))
-            .defer("data")
-            .first()
-        )
+        key = _ordered(Key.objects.filter(subkeys__fingerprint=fpr, blocked=False)).defer("data").first()
     return key
 
 

@@ -41,9 +41,7 @@ def find_keys(query: Query, *, for_get: bool) -> list[Key]:
     # revocation; otherwise gpg refuses a key without user IDs.
     shown = [k for k in keys if k.published_user_ids or k.revoked]
     if keys and not shown:
-        raise NotFound(
-            _("This key has no confirmed address on this server, so it is not served over HKP.")
-        )
+        raise NotFound(_("This key has no confirmed address on this server, so it is not served over HKP."))
     return shown
 
 
@@ -91,7 +89,9 @@ def add(request: HttpRequest) -> HttpResponse:
     keytext = request.POST.get("keytext", "")
     if not keytext.strip():
         raise NoKeyUploaded(_("The form field keytext is missing or empty."))
-    result = services.import_keys(keytext.encode("utf-8", errors="replace"), actor=f"hkp {client_ip(request)}")
+    result = services.import_keys(
+        keytext.encode("utf-8", errors="replace"), actor=f"hkp {client_ip(request)}"
+    )
     lines = []
     for item in result.keys:
         mailed = services.request_verification(

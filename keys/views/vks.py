@@ -66,7 +66,9 @@ def upload(request: HttpRequest) -> HttpResponse:
     keytext = data.get("keytext")
     if not isinstance(keytext, str) or not keytext.strip():
         raise NoKeyUploaded()
-    result = services.import_keys(keytext.encode("utf-8", errors="replace"), actor=f"vks {client_ip(request)}")
+    result = services.import_keys(
+        keytext.encode("utf-8", errors="replace"), actor=f"vks {client_ip(request)}"
+    )
     if len(result.keys) > 1:
         # keys.openpgp.org answers a keyring with a bare list of fingerprints.
         return JsonResponse([item.key.fingerprint for item in result.keys], safe=False)
@@ -106,7 +108,11 @@ def request_verify(request: HttpRequest) -> HttpResponse:
             raise InvalidKey(_("The address %(address)s is not on this key.") % {"address": address})
         wanted.append(normalized)
     services.request_verification(
-        key, wanted, client=client_ip(request), locale=pick_locale(data.get("locale")), actor=f"vks {client_ip(request)}"
+        key,
+        wanted,
+        client=client_ip(request),
+        locale=pick_locale(data.get("locale")),
+        actor=f"vks {client_ip(request)}",
     )
     key.refresh_from_db()
     return JsonResponse({"key_fpr": key.fingerprint, "status": services.status(key), "token": token})

@@ -74,7 +74,11 @@ def request_verify(request: HttpRequest) -> HttpResponse:
     if not addresses or any(a not in known for a in addresses):
         raise InvalidKey(_("Choose at least one address of this key."))
     status = services.request_verification(
-        key, addresses, client=client_ip(request), locale=get_language() or "", actor=f"web {client_ip(request)}"
+        key,
+        addresses,
+        client=client_ip(request),
+        locale=get_language() or "",
+        actor=f"web {client_ip(request)}",
     )
     return render(
         request,
@@ -97,5 +101,9 @@ def verify(request: HttpRequest, token: str) -> HttpResponse:
     return render(
         request,
         "verified.html",
-        {"address": binding.address, "grouped": group_fingerprint(binding.key.fingerprint), "key": binding.key},
+        {
+            "address": binding.address,
+            "grouped": group_fingerprint(binding.key.fingerprint),
+            "key": binding.key,
+        },
     )

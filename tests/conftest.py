@@ -1,0 +1,217 @@
+"""Shared test parts: the named cast of certificates, a real SMTP sink, gpg homes.
+
+Tests run on PostgreSQL (DATABASE_URL, default the local server) with Redis
+as the cache; Celery tasks run eagerly unless a test starts a real worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from email import message_from_bytes
+from email.message import Message
+from pathlib import Path
+
+import pytest
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def _manifest() -> dict[str, dict]:
+    return json.loads((FIXTURES / "manifest.json").read_text())
+
+
+@dataclass
+class CastMember:
+    name: str
+    data: bytes
+    fingerprint: str
+    key_id: str
+    subkeys: list[str]
+    emails: list[str]
+
+    @property
+    def text(self) -> str:
+        return self.data.decode("utf-8", errors="replace")
+
+
+class Cast:
+    """The certificates in tests/fixtures, by file stem: cast.alice, cast["v6"]."""
+
+    def __init__(self) -> None:
+        self._manifest = _manifest()
+
+    def __getitem__(self, name: str) -> CastMember:
+        for suffix in (".asc", ".pgp"):
+            path = FIXTURES / f"{name}{suffix}"
+            if path.exists():
+                meta = self._manifest.get(path.name, {})
+                return CastMember(
+                    name=name,
+                    data=path.read_bytes(),
+                    fingerprint=meta.get("fingerprint", ""),
+                    key_id=meta.get("key_id", ""),
+                    subkeys=meta.get("subkeys", []),
+                    emails=meta.get("emails", []),
+                )
+        raise KeyError(name)
+
+    def __getattr__(self, name: str) -> CastMember:
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+@pytest.fixture(scope="session")
+def cast() -> Cast:
+    return Cast()
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache() -> Iterator[None]:
+    """Rate-limit counters must not leak from one test into the next."""
+    from django.core.cache import cache
+
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture(autouse=True)
+def _real_clock() -> Iterator[None]:
+    from keys import clock
+
+    yield
+    clock.set_now(None)
+
+
+# ---------------------------------------------------------------------------
+# A real SMTP server (aiosmtpd) that keeps what it receives.
+
+
+class SmtpSink:
+    def __init__(self) -> None:
+        from aiosmtpd.controller import Controller
+
+        self.messages: list[Message] = []
+        self.fail_next = 0
+        self._lock = threading.Lock()
+        sink = self
+
+        class Handler:
+            async def handle_DATA(self, server, session, envelope):
+                with sink._lock:
+                    if sink.fail_next > 0:
+                        sink.fail_next -= 1
+                        return "451 4.3.0 try again later"
+                    sink.messages.append(message_from_bytes(envelope.content))
+                return "250 OK"
+
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=0)
+        self.controller.start()
+        self.port = self.controller.server.sockets[0].getsockname()[1]
+
+    def stop(self) -> None:
+        self.controller.stop()
+
+    def to(self, address: str) -> list[Message]:
+        return [m for m in self.messages if address in m["To"]]
+
+    def link(self, address: str) -> str:
+        """The confirmation link of the newest mail to `address`."""
+        import re
+
+        mails = self.to(address)
+        assert mails, f"no mail to {address}"
+        body = mails[-1].get_payload(decode=True).decode()
+        match = re.search(r"https?://\S+/verify/[A-Za-z0-9_-]+", body)
+        assert match, body
+        return match.group(0)
+
+
+@pytest.fixture
+def smtp(settings) -> Iterator[SmtpSink]:
+    sink = SmtpSink()
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = sink.port
+    settings.EMAIL_USE_TLS = False
+    settings.EMAIL_HOST_USER = ""
+    settings.EMAIL_HOST_PASSWORD = ""
+    yield sink
+    sink.stop()
+
+
+# ---------------------------------------------------------------------------
+# GnuPG and sq as clients
+
+
+class Gpg:
+    """A throwaway GNUPGHOME (short path: the agent socket must fit)."""
+
+    def __init__(self, keyserver: str | None = None) -> None:
+        self.home = tempfile.mkdtemp(dir="/tmp", prefix="gpg.")
+        os.chmod(self.home, 0o700)
+        if keyserver:
+            Path(self.home, "dirmngr.conf").write_text(f"keyserver {keyserver}\n")
+
+    def run(self, *args: str, input: bytes | None = None, check: bool = True, timeout: int = 60):
+        env = {**os.environ, "GNUPGHOME": self.home}
+        result = subprocess.run(
+            ["gpg", "--batch", "--no-tty", *args],
+            input=input,
+            capture_output=True,
+            env=env,
+            timeout=timeout,
+        )
+        if check and result.returncode != 0:
+            raise AssertionError(f"gpg {args} failed: {result.stderr.decode(errors='replace')}")
+        return result
+
+    def generate(self, uid: str, algo: str = "future-default") -> str:
+        self.run(
+            "--passphrase",
+            "",
+            "--pinentry-mode",
+            "loopback",
+            "--quick-gen-key",
+            uid,
+            algo,
+            "default",
+            "never",
+        )
+        return self.fingerprint(uid)
+
+    def fingerprint(self, who: str) -> str:
+        out = self.run("--with-colons", "--list-keys", who).stdout.decode()
+        return next(line.split(":")[9] for line in out.splitlines() if line.startswith("fpr"))
+
+    def colons(self, *who: str) -> str:
+        return self.run("--with-colons", "--list-keys", *who, check=False).stdout.decode()
+
+    def close(self) -> None:
+        subprocess.run(["gpgconf", "--kill", "all"], env={**os.environ, "GNUPGHOME": self.home}, check=False)
+        shutil.rmtree(self.home, ignore_errors=True)
+
+
+@pytest.fixture
+def gpg_factory() -> Iterator:
+    if not shutil.which("gpg"):
+        pytest.fail("gpg is not installed (apt-get install gnupg dirmngr)")
+    homes: list[Gpg] = []
+
+    def make(keyserver: str | None = None) -> Gpg:
+        home = Gpg(keyserver)
+        homes.append(home)
+        return home
+
+    yield make
+    for home in homes:
+        home.close()

@@ -1,0 +1,157 @@
+"""Confirmation by email: tokens, the GET/POST page, rate limits, SMTP retries."""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import timedelta
+
+import pytest
+
+from keys import clock
+from keys.models import Binding, VerificationToken
+
+from .keyserver import Keyserver
+
+pytestmark = pytest.mark.django_db
+
+
+@pytest.fixture
+def ks(client, mailoutbox) -> Keyserver:
+    return Keyserver(client, mailoutbox)
+
+
+def pending(ks: Keyserver, data: bytes, *addresses: str) -> str:
+    token = ks.upload(data).json()["token"]
+    assert ks.request_verify(token, list(addresses)).status_code == 200
+    return token
+
+
+def test_opening_the_link_shows_a_button_and_publishes_nothing(ks, cast):
+    pending(ks, cast.bob.data, "bob@example.net")
+    page = ks.client.get(ks.link("bob@example.net"))
+    assert page.status_code == 200
+    html = page.content.decode()
+    assert "bob@example.net" in html and 'method="post"' in html
+    assert " ".join(cast.bob.fingerprint[i : i + 4] for i in range(0, 40, 4)) in html
+    assert Binding.objects.get(address="bob@example.net").state == Binding.State.PENDING
+    assert ks.hkp_get("bob@example.net").status == 404
+
+
+def test_posting_the_form_publishes_and_the_token_is_single_use(ks, cast):
+    pending(ks, cast.bob.data, "bob@example.net")
+    link = ks.link("bob@example.net")
+    assert ks.client.post(link).status_code == 200
+    binding = Binding.objects.get(address="bob@example.net")
+    assert binding.state == Binding.State.PUBLISHED
+    assert binding.validation == Binding.Validation.EMAIL_CONFIRMED
+    assert binding.verified_at is not None
+    again = ks.client.post(link)
+    assert again.status_code == 400 and b"already used" in again.content
+    assert ks.client.get(link).status_code == 400
+
+
+def test_the_confirm_form_needs_its_csrf_token(ks, cast):
+    from django.test import Client
+
+    pending(ks, cast.bob.data, "bob@example.net")
+    strict = Client(enforce_csrf_checks=True)
+    assert strict.post(ks.link("bob@example.net")).status_code == 403
+    assert Binding.objects.get(address="bob@example.net").state == Binding.State.PENDING
+
+
+def test_a_verify_token_expires_after_three_days(ks, cast):
+    pending(ks, cast.bob.data, "bob@example.net")
+    clock.set_now(clock.now() + timedelta(hours=73))
+    response = ks.client.post(ks.link("bob@example.net"))
+    assert response.status_code == 400
+    assert Binding.objects.get(address="bob@example.net").state == Binding.State.PENDING
+
+
+@pytest.mark.parametrize("token", ["x", "A" * 43, "A" * 500, "%00%00"])
+def test_unknown_tokens_get_an_html_400(client, token):
+    response = client.get(f"/verify/{token}")
+    assert response.status_code == 400
+    assert response["Content-Type"].startswith("text/html")
+
+
+def test_tokens_are_stored_only_as_sha256(ks, cast):
+    pending(ks, cast.bob.data, "bob@example.net")
+    plain = ks.link("bob@example.net").rsplit("/", 1)[1]
+    token = VerificationToken.objects.get(purpose="verify")
+    assert token.digest == hashlib.sha256(plain.encode()).hexdigest()
+    assert not VerificationToken.objects.filter(digest=plain).exists()
+    assert len(plain) >= 43
+
+
+def test_a_repeated_request_answers_pending_and_sends_nothing(ks, cast):
+    token = pending(ks, cast.bob.data, "bob@example.net")
+    response = ks.request_verify(token, ["bob@example.net"])
+    assert response.json()["status"] == {"bob@example.net": "pending"}
+    assert len(ks.outbox) == 1
+
+
+def test_the_same_address_on_another_upload_is_not_mailed_twice_within_the_limit(ks, cast):
+    pending(ks, cast.alice.data, "alice@example.org")
+    response = ks.client.post("/pks/add", {"keytext": cast.alice.text})
+    assert response.status_code == 200
+    assert len([m for m in ks.outbox if "alice@example.org" in m.to]) == 1
+
+
+def test_after_the_per_address_window_a_new_mail_is_sent(ks, cast, settings):
+    settings.RATE_MAIL_PER_ADDRESS = "1/1"
+    token = pending(ks, cast.bob.data, "bob@example.net")
+    from django.core.cache import cache
+
+    cache.clear()  # the one-second window has passed
+    ks.request_verify(token, ["bob@example.net"])
+    assert len(ks.outbox) == 2
+
+
+def test_too_many_mails_from_one_client_is_a_429_with_a_message(ks, cast, settings):
+    settings.RATE_MAIL_PER_CLIENT = "2/3600"
+    token = ks.upload(cast.keyring3.data).json()
+    assert isinstance(token, list)
+    alice = ks.upload(cast.alice.data).json()["token"]
+    carol = ks.upload(cast.carol.data).json()["token"]
+    assert ks.request_verify(alice, ["alice@example.org", "alice@work.example.com"]).status_code == 200
+    response = ks.request_verify(carol, ["carol@example.org"])
+    assert response.status_code == 429
+    assert "Too many" in response.json()["error"]
+    assert len(ks.outbox) == 2
+
+
+def test_pks_add_over_the_client_limit_is_a_plain_429(client, cast, settings, mailoutbox):
+    settings.RATE_MAIL_PER_CLIENT = "1/3600"
+    response = client.post("/pks/add", {"keytext": cast.alice.text})
+    assert response.status_code == 429
+    assert response["Content-Type"].startswith("text/plain")
+    assert len(mailoutbox) == 1
+
+
+def test_a_failed_smtp_delivery_is_retried_with_a_fresh_token(ks, cast, smtp):
+    smtp.fail_next = 1
+    pending(ks, cast.bob.data, "bob@example.net")
+    assert len(smtp.to("bob@example.net")) == 1
+    assert VerificationToken.objects.filter(purpose="verify").count() == 1
+    assert smtp.to("bob@example.net")[0]["Auto-Submitted"] == "auto-generated"
+
+
+def test_the_mail_task_is_configured_to_back_off():
+    from keys.tasks import send_verification_mail
+
+    assert send_verification_mail.retry_backoff and send_verification_mail.max_retries >= 5
+    assert OSError in send_verification_mail.autoretry_for
+
+
+def test_a_confirmed_address_joins_the_published_keys_of_that_address(ks, cast, gpg_factory):
+    ks.publish(cast.alice.data, "alice@example.org")
+    gpg = gpg_factory()
+    other = gpg.generate("Alice Laptop <alice@example.org>")
+    from django.core.cache import cache
+
+    cache.clear()  # past the per-address window
+    token = pending(ks, gpg.run("--export", "--armor", other).stdout, "alice@example.org")
+    assert token
+    assert ks.hkp_get("alice@example.org").fingerprints == [cast.alice.fingerprint]
+    ks.confirm("alice@example.org")
+    assert set(ks.hkp_get("alice@example.org").fingerprints) == {cast.alice.fingerprint, other}

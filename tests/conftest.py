@@ -92,6 +92,14 @@ def _real_clock() -> Iterator[None]:
     clock.set_now(None)
 
 
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
 # ---------------------------------------------------------------------------
 # A real SMTP server (aiosmtpd) that keeps what it receives.
 
@@ -114,9 +122,9 @@ class SmtpSink:
                     sink.messages.append(message_from_bytes(envelope.content))
                 return "250 OK"
 
-        self.controller = Controller(Handler(), hostname="127.0.0.1", port=0)
+        self.port = free_port()
+        self.controller = Controller(Handler(), hostname="127.0.0.1", port=self.port)
         self.controller.start()
-        self.port = self.controller.server.sockets[0].getsockname()[1]
 
     def stop(self) -> None:
         self.controller.stop()

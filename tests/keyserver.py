@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -40,7 +41,11 @@ class Keyserver:
 
     # -- submission -----------------------------------------------------
     def upload(self, data: bytes | str) -> Any:
-        text = data.decode() if isinstance(data, bytes) else data
+        if isinstance(data, bytes):
+            # keys.openpgp.org takes binary keys base64-encoded in keytext.
+            text = data.decode() if b"-----BEGIN" in data else base64.b64encode(data).decode()
+        else:
+            text = data
         return self.client.post("/vks/v1/upload", {"keytext": text}, content_type="application/json")
 
     def request_verify(self, token: str, addresses: list[str], **extra: Any) -> Any:

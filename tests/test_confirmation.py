@@ -12,7 +12,8 @@ from keys.models import Binding, VerificationToken
 
 from .keyserver import Keyserver
 
-pytestmark = pytest.mark.django_db
+# Transactional: mail is enqueued on commit, as in production.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture

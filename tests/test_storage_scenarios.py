@@ -8,7 +8,8 @@ from keys.models import Binding, Key
 
 from .keyserver import Keyserver
 
-pytestmark = pytest.mark.django_db
+# Transactional: mail is enqueued on commit, as in production.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture

@@ -10,7 +10,8 @@ from keys.models import Binding, Event, Key
 
 from .keyserver import Keyserver
 
-pytestmark = pytest.mark.django_db
+# Transactional: mail is enqueued on commit, as in production.
+pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
@@ -202,13 +203,18 @@ def test_vks_lookups_refuse_malformed_ids_with_json(client):
 
 @pytest.mark.parametrize(
     "search",
-    ["", "alice", "@example.org", "0x1234ABCD", "1234ABCD", "0xZZZZ", "alice@", "*@example.org", "%00"],
+    ["", "alice", "@example.org", "0x1234ABCD", "1234ABCD", "0xZZZZ", "alice@", "a@@example.org", "%00", "a b@example.org"],
 )
 def test_hkp_refuses_bad_and_short_searches_with_400(client, search):
     response = client.get("/pks/lookup", {"op": "get", "search": search})
     assert response.status_code == 400
     assert response["Content-Type"].startswith("text/plain")
     assert response.content.strip()
+
+
+def test_a_wildcard_is_an_exact_address_and_matches_nothing(client, cast, ks):
+    ks.publish(cast.bob.data, "bob@example.net")
+    assert client.get("/pks/lookup", {"op": "index", "search": "*@example.net"}).status_code == 404
 
 
 def test_hkp_unknown_operation_is_501(client):

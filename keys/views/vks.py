@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
 from typing import Any
 
@@ -55,6 +57,16 @@ def _json_body(request: HttpRequest) -> dict[str, Any]:
     return data
 
 
+def _keytext_bytes(keytext: str) -> bytes:
+    """Armored text, or a binary key in base64 (both accepted by keys.openpgp.org)."""
+    if "-----BEGIN PGP" in keytext:
+        return keytext.encode("utf-8", errors="replace")
+    try:
+        return base64.b64decode("".join(keytext.split()), validate=True)
+    except (binascii.Error, ValueError):
+        return keytext.encode("utf-8", errors="replace")
+
+
 def _upload_answer(item: services.KeyResult, token: str) -> dict[str, Any]:
     return {"key_fpr": item.key.fingerprint, "status": services.status(item.key), "token": token}
 
@@ -67,7 +79,7 @@ def upload(request: HttpRequest) -> HttpResponse:
     if not isinstance(keytext, str) or not keytext.strip():
         raise NoKeyUploaded()
     result = services.import_keys(
-        keytext.encode("utf-8", errors="replace"), actor=f"vks {client_ip(request)}"
+        _keytext_bytes(keytext), actor=f"vks {client_ip(request)}"
     )
     if len(result.keys) > 1:
         # keys.openpgp.org answers a keyring with a bare list of fingerprints.

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -45,6 +46,13 @@ def error_response(request: HttpRequest, error: KeyserverError) -> HttpResponse:
     )
 
 
+def _declared_length(request: HttpRequest) -> int:
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
+
+
 class KeyserverErrorMiddleware:
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
@@ -52,6 +60,9 @@ class KeyserverErrorMiddleware:
     def __call__(self, request: HttpRequest) -> HttpResponse:
         if request.method == "OPTIONS" and request.path.startswith(CORS_PREFIXES):
             response = HttpResponse(status=204)
+        elif _declared_length(request) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 64 * 1024:
+            # Refuse an oversized body (a file upload included) before reading it.
+            response = error_response(request, KeyTooLarge())
         else:
             response = self.get_response(request)
         if request.path.startswith(CORS_PREFIXES):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import partial
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -275,10 +276,7 @@ def request_verification(
                 break
             _mark_pending(binding)
             log("verification_requested", key=key, address=binding.address, actor=actor or client)
-            binding_id = binding.pk
-            transaction.on_commit(
-                lambda binding_id=binding_id: send_verification_mail.delay(binding_id, locale)
-            )
+            transaction.on_commit(partial(send_verification_mail.delay, binding.pk, locale))
     if limited:
         # What was sent before the limit stays sent (committed above).
         raise RateLimited(

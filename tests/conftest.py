@@ -138,7 +138,9 @@ class SmtpSink:
 
         mails = self.to(address)
         assert mails, f"no mail to {address}"
-        body = mails[-1].get_payload(decode=True).decode()
+        payload = mails[-1].get_payload(decode=True)
+        assert isinstance(payload, bytes)
+        body = payload.decode()
         match = re.search(r"https?://\S+/verify/[A-Za-z0-9_-]+", body)
         assert match, body
         return match.group(0)

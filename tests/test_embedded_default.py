@@ -33,7 +33,8 @@ def embedded(tmp_path):
     env = {
         k: v
         for k, v in os.environ.items()
-        if k not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CELERY_TASK_ALWAYS_EAGER", "EMAIL_URL"}
+        if k
+        not in {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CELERY_TASK_ALWAYS_EAGER", "EMAIL_URL"}
     }
     env.update(
         {
@@ -80,10 +81,14 @@ def test_make_run_default_serves_upload_confirm_and_lookup(embedded, cast):
     assert verify.json()["status"] == {"bob@example.net": "pending"}
     mails = list((var / "mail").glob("*.log"))
     assert len(mails) == 1
-    link = re.search(r"http://127\.0\.0\.1:\d+/verify/[A-Za-z0-9_-]+", mails[0].read_text()).group(0)
+    found_link = re.search(r"http://127\.0\.0\.1:\d+/verify/[A-Za-z0-9_-]+", mails[0].read_text())
+    assert found_link
+    link = found_link.group(0)
     session = requests.Session()
     page = session.get(link, timeout=10)
-    csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+    found_csrf = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+    assert found_csrf
+    csrf = found_csrf.group(1)
     assert session.post(link, data={"csrfmiddlewaretoken": csrf}, timeout=10).status_code == 200
     found = requests.get(f"{base}/pks/lookup", params={"op": "get", "search": "bob@example.net"}, timeout=10)
     assert found.status_code == 200

@@ -26,7 +26,9 @@ def confirm(link: str) -> None:
     session = requests.Session()
     page = session.get(link, timeout=10)
     assert page.status_code == 200
-    token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text).group(1)
+    match = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page.text)
+    assert match, page.text
+    token = match.group(1)
     done = session.post(link, data={"csrfmiddlewaretoken": token}, timeout=10)
     assert done.status_code == 200, done.text
     assert "published" in done.text

@@ -227,6 +227,7 @@ def test_merge_adds_the_new_subkey_and_later_expiry_and_loses_nothing(cast):
     assert {s.fingerprint for s in merged.subkeys} == {s.fingerprint for s in v1.subkeys} | {
         s.fingerprint for s in v2.subkeys
     }
+    assert merged.expires and v1.expires
     assert merged.expires == v2.expires and merged.expires > v1.expires
     assert merged.emails == v1.emails
     # Merging the older copy back changes nothing.

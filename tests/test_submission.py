@@ -84,6 +84,16 @@ def test_pks_add_answers_413_above_the_size_cap(client, settings):
     assert response["Content-Type"].startswith("text/plain")
 
 
+def test_a_huge_key_file_on_the_upload_page_is_a_413_before_it_is_read(client, settings):
+    from django.core.files.uploadedfile import SimpleUploadedFile
+
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    huge = SimpleUploadedFile("key.asc", b"A" * 200_000)
+    response = client.post("/upload", {"keyfile": huge})
+    assert response.status_code == 413
+    assert response["Content-Type"].startswith("text/html")
+
+
 def test_a_key_too_large_after_dearmoring_is_a_413(client, cast, settings):
     settings.MAX_KEY_BYTES = 500
     response = client.post("/pks/add", {"keytext": cast.bob.text})
@@ -203,7 +213,18 @@ def test_vks_lookups_refuse_malformed_ids_with_json(client):
 
 @pytest.mark.parametrize(
     "search",
-    ["", "alice", "@example.org", "0x1234ABCD", "1234ABCD", "0xZZZZ", "alice@", "a@@example.org", "%00", "a b@example.org"],
+    [
+        "",
+        "alice",
+        "@example.org",
+        "0x1234ABCD",
+        "1234ABCD",
+        "0xZZZZ",
+        "alice@",
+        "a@@example.org",
+        "%00",
+        "a b@example.org",
+    ],
 )
 def test_hkp_refuses_bad_and_short_searches_with_400(client, search):
     response = client.get("/pks/lookup", {"op": "get", "search": search})
@@ -215,6 +236,12 @@ def test_hkp_refuses_bad_and_short_searches_with_400(client, search):
 def test_a_wildcard_is_an_exact_address_and_matches_nothing(client, cast, ks):
     ks.publish(cast.bob.data, "bob@example.net")
     assert client.get("/pks/lookup", {"op": "index", "search": "*@example.net"}).status_code == 404
+
+
+def test_lookups_answer_head_requests(client, cast, ks):
+    ks.publish(cast.bob.data, "bob@example.net")
+    assert client.head("/pks/lookup?op=get&search=bob@example.net").status_code == 200
+    assert client.head(f"/vks/v1/by-fingerprint/{cast.bob.fingerprint}").status_code == 200
 
 
 def test_hkp_unknown_operation_is_501(client):

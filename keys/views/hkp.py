@@ -13,7 +13,7 @@ from urllib.parse import quote
 from django.http import HttpRequest, HttpResponse
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from .. import services
 from ..errors import InvalidKey, InvalidQuery, NoKeyUploaded, NotFound
@@ -45,7 +45,7 @@ def find_keys(query: Query, *, for_get: bool) -> list[Key]:
     return shown
 
 
-@require_GET
+@require_safe
 def lookup(request: HttpRequest) -> HttpResponse:
     op = request.GET.get("op", "get")
     if op in ("stats", "x-stats"):

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from .. import services
 from ..errors import InvalidKey, InvalidToken, KeyserverError, NoKeyUploaded, NotFound
@@ -20,20 +20,20 @@ from ..ratelimit import client_ip
 from .common import key_response
 
 
-@require_GET
+@require_safe
 def by_fingerprint(request: HttpRequest, fpr: str) -> HttpResponse:
     fingerprint = parse_fingerprint(fpr)
     key = services.key_by_fingerprint(fingerprint)
     return key_response([key] if key else [], filename=fingerprint)
 
 
-@require_GET
+@require_safe
 def by_keyid(request: HttpRequest, keyid: str) -> HttpResponse:
     value = parse_keyid(keyid)
     return key_response(services.keys_by_keyid(value), filename=value)
 
 
-@require_GET
+@require_safe
 def by_email(request: HttpRequest, email: str) -> HttpResponse:
     address = normalize_email(email)
     keys = services.keys_for_email(address)
@@ -78,9 +78,7 @@ def upload(request: HttpRequest) -> HttpResponse:
     keytext = data.get("keytext")
     if not isinstance(keytext, str) or not keytext.strip():
         raise NoKeyUploaded()
-    result = services.import_keys(
-        _keytext_bytes(keytext), actor=f"vks {client_ip(request)}"
-    )
+    result = services.import_keys(_keytext_bytes(keytext), actor=f"vks {client_ip(request)}")
     if len(result.keys) > 1:
         # keys.openpgp.org answers a keyring with a bare list of fingerprints.
         return JsonResponse([item.key.fingerprint for item in result.keys], safe=False)

@@ -44,8 +44,9 @@ def upload(request: HttpRequest) -> HttpResponse:
     if not allow(f"upload-ip:{client_ip(request)}", settings.RATE_UPLOAD_PER_CLIENT):
         raise RateLimited()
     data = b""
-    if "keyfile" in request.FILES:
-        data = request.FILES["keyfile"].read(settings.MAX_KEY_BYTES * 2 + 1)
+    keyfile = request.FILES.get("keyfile")
+    if keyfile is not None:
+        data = keyfile.read(settings.MAX_KEY_BYTES * 2 + 1)
     if not data.strip():
         data = request.POST.get("keytext", "").encode("utf-8", errors="replace")
     if not data.strip():

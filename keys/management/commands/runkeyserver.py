@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 from django.conf import settings
@@ -23,6 +25,28 @@ class Command(BaseCommand):
             self.stdout.write(f"Mail:      written as files to {settings.EMAIL_FILE_PATH}/")
         else:
             self.stdout.write(f"Mail:      SMTP {getattr(settings, 'EMAIL_HOST', '')}")
-        tasks = "in-process" if settings.CELERY_TASK_ALWAYS_EAGER else settings.CELERY_BROKER_URL
-        self.stdout.write(f"Tasks:     {tasks}")
-        call_command("runserver", f"{options['host']}:{settings.PORT}", use_reloader=False)
+        worker = None
+        if settings.CELERY_TASK_ALWAYS_EAGER:
+            self.stdout.write("Tasks:     in-process")
+        else:
+            # A broker is configured: run one worker beside the web server so
+            # that mail still goes out under `make run`.
+            self.stdout.write(f"Tasks:     Celery worker on {settings.CELERY_BROKER_URL}")
+            worker = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-m",
+                    "celery",
+                    "-A",
+                    "attester",
+                    "worker",
+                    "--loglevel=INFO",
+                    "--concurrency=2",
+                ]
+            )
+        try:
+            call_command("runserver", f"{options['host']}:{settings.PORT}", use_reloader=False)
+        finally:
+            if worker is not None:
+                worker.terminate()
+                worker.wait(timeout=30)

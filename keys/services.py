@@ -33,6 +33,9 @@ class KeyResult:
     created: bool
     changed: bool
     status: dict[str, str] = field(default_factory=dict)
+    # (user ID, why it cannot be published) for user IDs that look like they
+    # were meant to carry an address: SHA-1 self-signatures, bad addresses.
+    problems: list[tuple[str, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -126,7 +129,17 @@ def _store(cert: openpgp.CertInfo, *, origin: str, actor: str, source_id: int | 
             log("key_created", key=key, actor=actor, detail=origin)
         elif changed:
             log("key_updated", key=key, actor=actor)
-    return KeyResult(key, created, changed, status(key))
+    return KeyResult(key, created, changed, status(key), problems(info))
+
+
+def problems(info: openpgp.CertInfo) -> list[tuple[str, str]]:
+    return [(u.value, u.reason) for u in info.user_ids if not u.valid and not u.revoked and "@" in u.value]
+
+
+def check_upload_rate(client: str) -> None:
+    """Per-client upload limit, shared by every submission path."""
+    if not ratelimit.allow(f"upload-ip:{client}", settings.RATE_UPLOAD_PER_CLIENT):
+        raise RateLimited(_("Too many uploads from your address. Please try again later."))
 
 
 def _store_revocation(key: Key, revocation: openpgp.Revocation, *, actor: str) -> KeyResult:

@@ -327,3 +327,35 @@ def test_every_upload_is_written_to_the_event_log(client, cast):
     client.post("/pks/add", {"keytext": cast.bob.text})
     assert Event.objects.filter(action="key_created", fingerprint=cast.bob.fingerprint).exists()
     assert Event.objects.filter(action="verification_requested", address="bob@example.net").exists()
+
+
+def test_pks_add_says_why_a_sha1_user_id_is_not_published(client, cast, mailoutbox):
+    response = client.post("/pks/add", {"keytext": cast.sha1_only.text})
+    assert response.status_code == 200
+    text = response.content.decode()
+    assert "Sha One <sha1@example.org>: not published" in text and "SHA-1" in text
+    assert not mailoutbox
+
+
+def test_the_upload_page_says_why_a_sha1_user_id_is_not_published(client, cast):
+    html = client.post("/upload", {"keytext": cast.sha1_only.text}).content.decode()
+    assert "SHA-1" in html and "gpg --quick-set-expire" in html
+
+
+@pytest.mark.parametrize("path", ["/pks/add", "/vks/v1/upload", "/upload"])
+def test_uploads_are_rate_limited_per_client_on_every_path(client, cast, settings, path):
+    settings.RATE_UPLOAD_PER_CLIENT = "2/3600"
+    statuses = []
+    for _ in range(3):
+        if path == "/vks/v1/upload":
+            response = client.post(path, {"keytext": cast.bob.text}, content_type="application/json")
+        else:
+            response = client.post(path, {"keytext": cast.bob.text})
+        statuses.append(response.status_code)
+    assert statuses[:2] != [429, 429] and statuses[2] == 429
+
+
+def test_deeply_nested_json_is_a_400_not_a_crash(client):
+    response = client.post("/vks/v1/upload", "[" * 100_000, content_type="application/json")
+    assert response.status_code == 400
+    assert response.json()["error"]

@@ -89,6 +89,7 @@ def add(request: HttpRequest) -> HttpResponse:
     keytext = request.POST.get("keytext", "")
     if not keytext.strip():
         raise NoKeyUploaded(_("The form field keytext is missing or empty."))
+    services.check_upload_rate(client_ip(request))
     result = services.import_keys(
         keytext.encode("utf-8", errors="replace"), actor=f"hkp {client_ip(request)}"
     )
@@ -100,6 +101,8 @@ def add(request: HttpRequest) -> HttpResponse:
         lines.append(item.key.fingerprint)
         for address, state in mailed.items():
             lines.append(f"  {address}: {state}")
+        for uid, reason in item.problems:
+            lines.append(_("  %(uid)s: not published. %(reason)s") % {"uid": uid, "reason": reason})
     for reason in result.rejected:
         lines.append(_("Refused: %(reason)s") % {"reason": reason})
     lines.append(_("Addresses marked pending were sent a confirmation mail."))

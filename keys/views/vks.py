@@ -50,7 +50,7 @@ def _json_body(request: HttpRequest) -> dict[str, Any]:
         )
     try:
         data = json.loads(request.body or b"")
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         raise KeyserverError(_("The request body is not valid JSON.")) from None
     if not isinstance(data, dict):
         raise KeyserverError(_("The request body must be a JSON object."))
@@ -78,6 +78,7 @@ def upload(request: HttpRequest) -> HttpResponse:
     keytext = data.get("keytext")
     if not isinstance(keytext, str) or not keytext.strip():
         raise NoKeyUploaded()
+    services.check_upload_rate(client_ip(request))
     result = services.import_keys(_keytext_bytes(keytext), actor=f"vks {client_ip(request)}")
     if len(result.keys) > 1:
         # keys.openpgp.org answers a keyring with a bare list of fingerprints.

@@ -10,9 +10,9 @@ from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from .. import services
-from ..errors import InvalidKey, KeyserverError, NoKeyUploaded, RateLimited
+from ..errors import InvalidKey, KeyserverError, NoKeyUploaded
 from ..identifiers import group_fingerprint, parse_search
-from ..ratelimit import allow, client_ip
+from ..ratelimit import client_ip
 
 
 @require_GET
@@ -41,8 +41,7 @@ def search(request: HttpRequest) -> HttpResponse:
 def upload(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return render(request, "upload.html")
-    if not allow(f"upload-ip:{client_ip(request)}", settings.RATE_UPLOAD_PER_CLIENT):
-        raise RateLimited()
+    services.check_upload_rate(client_ip(request))
     data = b""
     keyfile = request.FILES.get("keyfile")
     if keyfile is not None:
@@ -61,6 +60,7 @@ def upload(request: HttpRequest) -> HttpResponse:
             "grouped": group_fingerprint(item.key.fingerprint),
             "status": services.status(item.key),
             "token": services.upload_token(item.key),
+            "problems": item.problems,
         }
         for item in result.keys
     ]

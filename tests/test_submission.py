@@ -359,3 +359,13 @@ def test_deeply_nested_json_is_a_400_not_a_crash(client):
     response = client.post("/vks/v1/upload", "[" * 100_000, content_type="application/json")
     assert response.status_code == 400
     assert response.json()["error"]
+
+
+def test_readiness_names_redis_when_it_is_down(client, settings):
+    settings.REDIS_URL = "redis://127.0.0.1:1/0"
+    settings.CACHES = {
+        "default": {"BACKEND": "django.core.cache.backends.redis.RedisCache", "LOCATION": settings.REDIS_URL}
+    }
+    response = client.get("/readyz")
+    assert response.status_code == 503
+    assert "redis" in response.json()["failed"]

@@ -46,7 +46,15 @@ PORT = env.int("PORT", default=8000)
 SITE_URL = env.str("SITE_URL", default=f"http://127.0.0.1:{PORT}").rstrip("/")
 SITE_NAME = env.str("SITE_NAME", default="OpenPGP keyserver")
 
+# Web Key Directory (draft-koch-openpgp-webkey-service): the domains served.
 WKD_DOMAINS = [d.lower() for d in env.list("WKD_DOMAINS", default=[])]
+# Serve the advanced method (/.well-known/openpgpkey/<domain>/hu/...) whatever
+# the Host header (a CNAME of openpgpkey.<domain> to this server); when false,
+# only when Host is openpgpkey.<domain>.
+WKD_ADVANCED_ANY_HOST = env.bool("WKD_ADVANCED_ANY_HOST", default=True)
+# The WKS submission address, served as .../submission-address when set;
+# "{domain}" is replaced by the domain asked for.
+WKD_SUBMISSION_ADDRESS = env.str("WKD_SUBMISSION_ADDRESS", default="")
 # gpg pointed at hkp://127.0.0.1:PORT sends "Host: localhost:PORT".
 ALLOWED_HOSTS = [
     *env.list("ALLOWED_HOSTS", default=[]),

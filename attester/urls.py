@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.urls import path, re_path
 
-from keys.views import health, hkp, vks, web
+from keys.views import health, hkp, vks, web, wkd
 
 urlpatterns = [
     path("pks/lookup", hkp.lookup, name="hkp-lookup"),
@@ -13,6 +13,25 @@ urlpatterns = [
     re_path(r"^vks/v1/by-email/(?P<email>.+)$", vks.by_email, name="vks-by-email"),
     path("vks/v1/upload", vks.upload, name="vks-upload"),
     path("vks/v1/request-verify", vks.request_verify, name="vks-request-verify"),
+    # WKD: the direct method for the domain named by Host, then the advanced one.
+    re_path(r"^\.well-known/openpgpkey/hu/(?P<wkd_hash>[^/]+)$", wkd.direct_key, name="wkd-direct"),
+    re_path(r"^\.well-known/openpgpkey/policy$", wkd.direct_policy, name="wkd-direct-policy"),
+    re_path(
+        r"^\.well-known/openpgpkey/submission-address$",
+        wkd.direct_submission_address,
+        name="wkd-direct-submission",
+    ),
+    re_path(
+        r"^\.well-known/openpgpkey/(?P<domain>[^/]+)/hu/(?P<wkd_hash>[^/]+)$",
+        wkd.advanced_key,
+        name="wkd-advanced",
+    ),
+    re_path(r"^\.well-known/openpgpkey/(?P<domain>[^/]+)/policy$", wkd.advanced_policy, name="wkd-policy"),
+    re_path(
+        r"^\.well-known/openpgpkey/(?P<domain>[^/]+)/submission-address$",
+        wkd.advanced_submission_address,
+        name="wkd-submission",
+    ),
     path("", web.index, name="index"),
     path("search", web.search, name="search"),
     path("upload", web.upload, name="upload"),

@@ -230,6 +230,17 @@ REFRESH_REASSIGN = env.bool("REFRESH_REASSIGN", default=False)
 EVENT_RETENTION_DAYS = env.int("EVENT_RETENTION_DAYS", default=365)
 UNCONFIRMED_RETENTION_DAYS = env.int("UNCONFIRMED_RETENTION_DAYS", default=14)
 
+# OpenID Connect issuers whose id_tokens publish an address at once on the
+# Attester API: a JSON list of {"issuer", "jwks_url", "audiences": [...],
+# "email_claim": "email"}.
+OIDC_ISSUERS = env.json("OIDC_ISSUERS", default=[])
+OIDC_JWKS_TIMEOUT = env.float("OIDC_JWKS_TIMEOUT", default=5.0)
+OIDC_JWKS_CACHE_SECONDS = env.int("OIDC_JWKS_CACHE_SECONDS", default=3600)
+RATE_WELCOME_PER_CLIENT = env.str("RATE_WELCOME_PER_CLIENT", default="10/3600")
+RATE_WELCOME_PER_ADDRESS = env.str("RATE_WELCOME_PER_ADDRESS", default="1/86400")
+RATE_MANAGE_PER_CLIENT = env.str("RATE_MANAGE_PER_CLIENT", default="10/3600")
+RATE_MANAGE_PER_ADDRESS = env.str("RATE_MANAGE_PER_ADDRESS", default="1/900")
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],

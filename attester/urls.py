@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.urls import path, re_path
 
-from keys.views import health, hkp, vks, web, wkd
+from keys.views import attester, health, hkp, vks, web, wkd
 
 urlpatterns = [
     path("pks/lookup", hkp.lookup, name="hkp-lookup"),
@@ -32,6 +32,12 @@ urlpatterns = [
         wkd.advanced_submission_address,
         name="wkd-submission",
     ),
+    # Attester API (FlowCrypt), current and legacy shapes.
+    re_path(r"^pub/(?P<query>[^/]+)$", attester.pub, name="attester-pub"),
+    path("welcome-message", attester.welcome_message, name="attester-welcome"),
+    path("test/welcome", attester.welcome_message, name="attester-test-welcome"),
+    path("initial/legacy_submit", attester.legacy_submit, name="attester-legacy-submit"),
+    path("lookup/email", attester.lookup_email, name="attester-lookup-email"),
     path("", web.index, name="index"),
     path("search", web.search, name="search"),
     path("upload", web.upload, name="upload"),

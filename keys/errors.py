@@ -59,6 +59,11 @@ class InvalidToken(KeyserverError):
     )
 
 
+class Unauthorized(KeyserverError):
+    status = 401
+    default_message = _("The token could not be verified.")
+
+
 class RateLimited(KeyserverError):
     status = 429
     default_message = _("Too many requests. Please try again later.")

@@ -16,7 +16,17 @@ from django.shortcuts import render
 from .errors import KeyserverError, KeyTooLarge
 
 # Paths that any web page may call (keys are public): CORS "*".
-CORS_PREFIXES = ("/pks/", "/vks/", "/.well-known/openpgpkey/", "/pub/", "/pub", "/api/")
+CORS_PREFIXES = (
+    "/pks/",
+    "/vks/",
+    "/.well-known/openpgpkey/",
+    "/pub/",
+    "/welcome-message",
+    "/test/welcome",
+    "/initial/",
+    "/lookup/",
+    "/api/",
+)
 
 
 def protocol_of(path: str) -> str:

@@ -153,6 +153,8 @@ class VerificationToken(models.Model):
     created = models.DateTimeField()
     expires = models.DateTimeField(db_index=True)
     used_at = models.DateTimeField(null=True, blank=True)
+    # Confirming replaces the address's other keys (Attester POST /pub, rule 4).
+    replace = models.BooleanField(default=False)
 
     def __str__(self) -> str:
         return f"{self.purpose} token for {self.fingerprint}"

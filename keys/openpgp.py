@@ -723,6 +723,14 @@ def publishable(info: CertInfo, emails: Iterable[str]) -> bytes:
     return b"".join(out)
 
 
+def encrypt(info: CertInfo, message: bytes) -> str:
+    """`message` encrypted to the key's encryption subkeys, armored."""
+    try:
+        return pysequoia.encrypt(message, [pysequoia.Cert.from_bytes(info.data)]).decode("ascii")
+    except Exception as exc:
+        raise InvalidKey(_("Cannot encrypt to this key: %(error)s") % {"error": _short(exc)}) from None
+
+
 def can_encrypt(info: CertInfo, now: datetime | None = None) -> bool:
     """Whether the key has a live subkey usable for encryption."""
     moment = now or datetime.now(UTC)

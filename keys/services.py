@@ -260,7 +260,13 @@ def status(key: Key) -> dict[str, str]:
 
 
 def request_verification(
-    key: Key, addresses: Iterable[str], *, client: str, locale: str = "", actor: str = ""
+    key: Key,
+    addresses: Iterable[str],
+    *,
+    client: str,
+    locale: str = "",
+    actor: str = "",
+    replace: bool = False,
 ) -> dict[str, str]:
     """Mail a confirmation link to each requested address (publication rule 8).
 
@@ -289,7 +295,7 @@ def request_verification(
                 break
             _mark_pending(binding)
             log("verification_requested", key=key, address=binding.address, actor=actor or client)
-            transaction.on_commit(partial(send_verification_mail.delay, binding.pk, locale))
+            transaction.on_commit(partial(send_verification_mail.delay, binding.pk, locale, replace))
     if limited:
         # What was sent before the limit stays sent (committed above).
         raise RateLimited(
@@ -339,15 +345,70 @@ def confirm(plain: str, *, actor: str = "") -> Binding:
             or PolicyBlock.blocked_addresses([binding.address])
         ):
             raise InvalidToken(_("This address can no longer be confirmed for this key."))
-        if binding.state != State.PUBLISHED:
-            binding.state = State.PUBLISHED
-            binding.validation = Validation.EMAIL_CONFIRMED
-            binding.verified_at = clock.now()
-            binding.pending_since = None
-            binding.save()
-            rebuild(key)
-            log("address_published", key=key, address=binding.address, actor=actor or "email")
+        _publish(key, binding, Validation.EMAIL_CONFIRMED, actor=actor or "email")
+        if token.replace:
+            replace_others(binding.address, keep=key, actor=actor or "email")
     return binding
+
+
+def _publish(key: Key, binding: Binding, validation: str, *, actor: str) -> None:
+    """Publish a binding of a locked key and rebuild its published forms."""
+    if binding.state == State.PUBLISHED and binding.validation == validation:
+        return
+    binding.state = State.PUBLISHED
+    binding.validation = validation
+    binding.verified_at = clock.now()
+    binding.pending_since = None
+    binding.save()
+    rebuild(key)
+    log("address_published", key=key, address=binding.address, actor=actor, detail=validation)
+
+
+def publish(key: Key, address: str, validation: str, *, actor: str, replace: bool = False) -> Binding:
+    """Publish an address proven another way than by mail (OIDC, directory)."""
+    with transaction.atomic():
+        key = Key.objects.select_for_update().get(pk=key.pk)
+        binding = key.bindings.filter(address=address).first()
+        if (
+            binding is None
+            or key.revoked
+            or key.blocked
+            or binding.state
+            in (
+                State.REVOKED,
+                State.REMOVED_BY_POLICY,
+            )
+        ):
+            raise InvalidKey(_("This key has no valid user ID for %(address)s.") % {"address": address})
+        _publish(key, binding, validation, actor=actor)
+        if replace:
+            replace_others(address, keep=key, actor=actor)
+    return binding
+
+
+def replace_others(address: str, *, keep: Key, actor: str) -> list[str]:
+    """Unpublish `address` on every key but `keep` (publication rule 4).
+
+    The owner is told by mail which keys were replaced; nothing is sent when
+    nothing changed.
+    """
+    from .tasks import send_replaced_notice
+
+    replaced: list[str] = []
+    others = (
+        Binding.objects.filter(address=address, state=State.PUBLISHED)
+        .exclude(key=keep)
+        .values_list("key_id", flat=True)
+    )
+    for key_pk in list(others):
+        key = Key.objects.select_for_update().get(pk=key_pk)
+        key.bindings.filter(address=address, state=State.PUBLISHED).update(state=State.UNPUBLISHED)
+        rebuild(key)
+        log("address_replaced", key=key, address=address, actor=actor, detail=keep.fingerprint)
+        replaced.append(key.fingerprint)
+    if replaced:
+        transaction.on_commit(partial(send_replaced_notice.delay, address, keep.fingerprint, replaced))
+    return replaced
 
 
 def upload_token(key: Key) -> str:
@@ -372,6 +433,24 @@ def _ordered(keys: QuerySet[Key]) -> QuerySet[Key]:
             output_field=IntegerField(),
         )
     ).order_by("invalid", "-created", "fingerprint")
+
+
+def published_bindings(address: str) -> list[Binding]:
+    """Published bindings of an address (per-address certificates), best first."""
+    now = clock.now()
+    return list(
+        Binding.objects.filter(address=address, state=State.PUBLISHED, key__blocked=False)
+        .select_related("key")
+        .defer("key__data", "key__published", "key__published_armor")
+        .annotate(
+            invalid=Case(
+                When(Q(key__revoked=True) | Q(key__expires__lte=now), then=Value(1)),
+                default=Value(0),
+                output_field=IntegerField(),
+            )
+        )
+        .order_by("invalid", "-key__created", "key__fingerprint")
+    )
 
 
 def keys_for_email(address: str) -> list[Key]:

@@ -18,7 +18,7 @@ _TTL = {
 }
 
 
-def issue(purpose: str, key: Key, address: str = "") -> str:
+def issue(purpose: str, key: Key, address: str = "", *, replace: bool = False) -> str:
     """Create a token and return the plain value (never stored)."""
     plain = secrets.token_urlsafe(32)
     moment = clock.now()
@@ -28,6 +28,7 @@ def issue(purpose: str, key: Key, address: str = "") -> str:
         key=key,
         fingerprint=key.fingerprint,
         address=address,
+        replace=replace,
         created=moment,
         expires=moment + getattr(settings, _TTL[Purpose(purpose)]),
     )

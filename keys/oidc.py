@@ -1,0 +1,131 @@
+"""OpenID Connect id_token verification for the Attester API.
+
+FlowCrypt's clients send the sign-in id_token as `Authorization: Bearer`.
+A token proves an address when: its issuer is configured, its signature
+verifies with a key of the issuer's JWKS (cached, refetched once for an
+unknown key id), it has not expired, its audience is allowed, and the
+issuer's email claim equals the address (and `email_verified`, when present,
+is true).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import jwt
+import requests
+from django.conf import settings
+from django.core.cache import cache
+from django.utils.translation import gettext as _
+
+from .errors import Unauthorized
+from .identifiers import normalize_email
+
+ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA"]
+JWKS_MAX_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True)
+class Issuer:
+    issuer: str
+    jwks_url: str
+    audiences: tuple[str, ...]
+    email_claim: str = "email"
+
+
+def issuers() -> dict[str, Issuer]:
+    return {
+        entry["issuer"]: Issuer(
+            issuer=entry["issuer"],
+            jwks_url=entry["jwks_url"],
+            audiences=tuple(entry.get("audiences", [])),
+            email_claim=entry.get("email_claim", "email"),
+        )
+        for entry in settings.OIDC_ISSUERS
+    }
+
+
+def bearer_token(authorization: str) -> str | None:
+    scheme, _sep, value = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not value.strip():
+        return None
+    return value.strip()
+
+
+def _fetch_jwks(issuer: Issuer) -> dict[str, Any]:
+    try:
+        response = requests.get(
+            issuer.jwks_url,
+            timeout=settings.OIDC_JWKS_TIMEOUT,
+            stream=True,
+            headers={"Accept": "application/json"},
+        )
+        body = response.raw.read(JWKS_MAX_BYTES + 1, decode_content=True)
+        response.close()
+        if response.status_code != 200 or len(body) > JWKS_MAX_BYTES:
+            raise ValueError(f"status {response.status_code}")
+        data = json.loads(body)
+        if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
+            raise ValueError("no keys")
+        return data
+    except (requests.RequestException, ValueError) as exc:
+        raise Unauthorized(
+            _("The identity provider's keys could not be fetched: %(error)s") % {"error": str(exc)[:100]}
+        ) from None
+
+
+def _signing_key(issuer: Issuer, kid: str | None) -> Any:
+    cache_key = f"jwks:{issuer.issuer}"
+    for attempt in range(2):
+        jwks = cache.get(cache_key) if attempt == 0 else None
+        if jwks is None:
+            jwks = _fetch_jwks(issuer)
+            cache.set(cache_key, jwks, settings.OIDC_JWKS_CACHE_SECONDS)
+        keys = jwt.PyJWKSet.from_dict(jwks).keys
+        for key in keys:
+            if kid is None or key.key_id == kid:
+                return key.key
+    raise Unauthorized(_("The token was signed with a key the identity provider does not publish."))
+
+
+def verify(token: str, address: str) -> dict[str, Any]:
+    """The token's claims, if it proves `address`; Unauthorized otherwise."""
+    try:
+        header = jwt.get_unverified_header(token)
+        unverified = jwt.decode(token, options={"verify_signature": False})
+    except jwt.PyJWTError:
+        raise Unauthorized(_("The token is not a valid JWT.")) from None
+    issuer = issuers().get(str(unverified.get("iss", "")))
+    if issuer is None:
+        raise Unauthorized(_("The token's issuer is not accepted here."))
+    if header.get("alg") not in ALGORITHMS:
+        raise Unauthorized(_("The token's signature algorithm is not accepted."))
+    key = _signing_key(issuer, header.get("kid"))
+    try:
+        claims = jwt.decode(
+            token,
+            key,
+            algorithms=[header["alg"]],
+            audience=list(issuer.audiences),
+            issuer=issuer.issuer,
+            options={"require": ["exp", "iss", "aud"]},
+            leeway=30,
+        )
+    except jwt.ExpiredSignatureError:
+        raise Unauthorized(_("The token has expired.")) from None
+    except jwt.InvalidAudienceError:
+        raise Unauthorized(_("The token was issued for another application.")) from None
+    except jwt.PyJWTError:
+        raise Unauthorized(_("The token's signature is not valid.")) from None
+    email = claims.get(issuer.email_claim)
+    if claims.get("email_verified") is False or not isinstance(email, str):
+        raise Unauthorized(_("The token does not carry a verified email address."))
+    try:
+        matches = normalize_email(email) == address
+    except Exception:
+        matches = False
+    if not matches:
+        raise Unauthorized(_("The token was issued for another email address."))
+    return claims

@@ -1,7 +1,7 @@
 """URL map: one module per protocol (HKP, VKS, web pages, health)."""
 
 from django.contrib import admin
-from django.urls import path, re_path
+from django.urls import include, path, re_path
 
 from keys.views import attester, health, hkp, vks, web, wkd
 
@@ -43,7 +43,13 @@ urlpatterns = [
     path("upload", web.upload, name="upload"),
     path("upload/request-verify", web.request_verify, name="upload-request-verify"),
     path("verify/<str:token>", web.verify, name="verify"),
+    path("manage", web.manage, name="manage"),
+    path("manage/<str:token>", web.manage_key, name="manage-key"),
+    path("fingerprint", web.fingerprint, name="fingerprint"),
+    path("about/api", web.about_api, name="about-api"),
+    path("about/privacy", web.about_privacy, name="about-privacy"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
 ]

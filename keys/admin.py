@@ -43,7 +43,7 @@ class KeyAdmin(admin.ModelAdmin):
     )
     ordering = ("-first_seen",)
     inlines = [BindingInline]
-    actions = ["remove_by_policy"]
+    actions = ["remove_by_policy", "purge"]
     fieldsets = (
         (None, {"fields": ("summary",)}),
         (_("State"), {"fields": ("revoked", "blocked", "origin", "source", "first_seen", "updated")}),
@@ -128,6 +128,14 @@ class KeyAdmin(admin.ModelAdmin):
             )
         self.message_user(request, _("%(n)d key(s) removed from distribution.") % {"n": queryset.count()})
 
+    @admin.action(description=_("Purge selected keys (delete; they cannot be uploaded again)"))
+    def purge(self, request: HttpRequest, queryset: QuerySet[Key]) -> None:
+        count = 0
+        for key in list(queryset):
+            services.purge(key, actor=_actor(request))
+            count += 1
+        self.message_user(request, _("%(n)d key(s) purged.") % {"n": count})
+
 
 @admin.register(Binding)
 class BindingAdmin(admin.ModelAdmin):
@@ -148,7 +156,7 @@ class BindingAdmin(admin.ModelAdmin):
         "updated",
     )
     exclude = ("certificate",)
-    actions = ["unpublish", "remove_address_by_policy"]
+    actions = ["unpublish", "remove_address_by_policy", "mark_fingerprint_verified"]
     list_select_related = ("key",)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
@@ -163,6 +171,12 @@ class BindingAdmin(admin.ModelAdmin):
         for binding in queryset:
             services.unpublish(binding, actor=_actor(request))
         self.message_user(request, _("Addresses unpublished."))
+
+    @admin.action(description=_("Mark fingerprint verified (compared out of band)"))
+    def mark_fingerprint_verified(self, request: HttpRequest, queryset: QuerySet[Binding]) -> None:
+        for binding in queryset:
+            services.mark_fingerprint_verified(binding, actor=_actor(request))
+        self.message_user(request, _("Marked as fingerprint verified."))
 
     @admin.action(description=_("Remove selected addresses from distribution (policy)"))
     def remove_address_by_policy(self, request: HttpRequest, queryset: QuerySet[Binding]) -> None:

@@ -223,8 +223,13 @@ def rebuild(key: Key, info: openpgp.CertInfo | None = None) -> None:
     info = info or openpgp.load(bytes(key.data))
     bindings = list(key.bindings.all())
     published = [b.address for b in bindings if b.state == State.PUBLISHED]
-    if key.blocked:
+    if key.blocked and not key.revoked:
         key.published, key.published_armor, key.published_user_ids = b"", "", []
+    elif key.blocked:
+        # Removed, but revoked: the revocation alone stays available by id,
+        # so clients that have the key learn of it (rule 5).
+        data = openpgp.publishable(info, [])
+        key.published, key.published_armor, key.published_user_ids = data, openpgp.armor(data), []
     else:
         data = openpgp.publishable(info, published)
         key.published = data
@@ -462,20 +467,24 @@ def keys_for_email(address: str) -> list[Key]:
     )
 
 
+# Served by id: keys not removed, and removed keys that carry a revocation.
+SERVED_BY_ID = Q(blocked=False) | Q(revoked=True)
+
+
 def key_by_fingerprint(fpr: str) -> Key | None:
     """The key with this primary or subkey fingerprint."""
-    key = Key.objects.defer("data").filter(fingerprint=fpr, blocked=False).first()
+    key = Key.objects.defer("data").filter(SERVED_BY_ID, fingerprint=fpr).first()
     if key is None:
-        key = _ordered(Key.objects.filter(subkeys__fingerprint=fpr, blocked=False)).defer("data").first()
+        key = _ordered(Key.objects.filter(SERVED_BY_ID, subkeys__fingerprint=fpr)).defer("data").first()
     return key
 
 
 def keys_by_keyid(keyid: str) -> list[Key]:
     """Keys whose primary key or a subkey has this long key id."""
-    keys = list(_ordered(Key.objects.filter(key_id=keyid, blocked=False)).defer("data"))
+    keys = list(_ordered(Key.objects.filter(SERVED_BY_ID, key_id=keyid)).defer("data"))
     if not keys:
         keys = list(
-            _ordered(Key.objects.filter(subkeys__key_id=keyid, blocked=False).distinct()).defer("data")
+            _ordered(Key.objects.filter(SERVED_BY_ID, subkeys__key_id=keyid).distinct()).defer("data")
         )
     return keys
 
@@ -488,7 +497,78 @@ def stats() -> dict[str, int]:
 
 
 # ---------------------------------------------------------------------------
-# Administration (admin actions and, later, self-service management)
+# Self-service management (as keys.openpgp.org's /manage)
+
+
+def request_manage_link(address: str, *, client: str, locale: str = "") -> None:
+    """Mail management links for the published keys of `address`.
+
+    The caller answers the same whether or not the address is known: no
+    enumeration. The client's limit is a 429; the address's limit is silent.
+    """
+    from .tasks import send_manage_mail
+
+    if not ratelimit.allow(f"manage-ip:{client}", settings.RATE_MANAGE_PER_CLIENT):
+        raise RateLimited()
+    key_ids = list(
+        Binding.objects.filter(address=address, state=State.PUBLISHED, key__blocked=False)
+        .values_list("key_id", flat=True)
+        .distinct()
+    )
+    if not key_ids or not ratelimit.allow(f"manage-addr:{address}", settings.RATE_MANAGE_PER_ADDRESS):
+        return
+    log("manage_link_requested", address=address, actor=client)
+    transaction.on_commit(partial(send_manage_mail.delay, address, key_ids, locale))
+
+
+def key_for_manage_token(plain: str) -> Key:
+    key = tokens.find(plain, VerificationToken.Purpose.MANAGE).key
+    if key.blocked:
+        raise InvalidToken()
+    return key
+
+
+def owner_unpublish(plain: str, address: str, *, actor: str) -> Binding:
+    key = key_for_manage_token(plain)
+    binding = key.bindings.filter(address=address).first()
+    if binding is None:
+        raise InvalidKey(_("This address is not on this key."))
+    unpublish(binding, actor=actor)
+    return binding
+
+
+def owner_remove_key(plain: str, *, actor: str) -> Key:
+    """The owner removes the whole key: every address at once, for good."""
+    key = key_for_manage_token(plain)
+    remove_key_by_policy(key, reason="removed by its owner", actor=actor)
+    return key
+
+
+# ---------------------------------------------------------------------------
+# Administration
+
+
+def mark_fingerprint_verified(binding: Binding, *, actor: str) -> None:
+    """Staff compared the fingerprint out of band with the owner."""
+    with transaction.atomic():
+        key = Key.objects.select_for_update().get(pk=binding.key_id)
+        binding = key.bindings.get(pk=binding.pk)
+        binding.validation = Validation.FINGERPRINT_VERIFIED
+        binding.last_audited_at = clock.now()
+        binding.save(update_fields=["validation", "last_audited_at", "updated"])
+        log("fingerprint_verified", key=key, address=binding.address, actor=actor)
+
+
+def purge(key: Key, *, actor: str) -> None:
+    """Delete a key and everything bound to it; a policy block keeps it out."""
+    with transaction.atomic():
+        key = Key.objects.select_for_update().get(pk=key.pk)
+        PolicyBlock.objects.get_or_create(
+            fingerprint=key.fingerprint, defaults={"reason": "purged", "created_by": actor}
+        )
+        log("key_purged", actor=actor, detail=key.fingerprint)
+        Event.objects.filter(key=key).update(key=None)
+        key.delete()
 
 
 def unpublish(binding: Binding, *, actor: str) -> None:

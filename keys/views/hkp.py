@@ -11,6 +11,7 @@ import json
 from urllib.parse import quote
 
 from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
 from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST, require_safe
@@ -61,7 +62,10 @@ def lookup(request: HttpRequest) -> HttpResponse:
         raise NotFound()
     if op == "get":
         return key_response(keys)
-    return HttpResponse(index_mr(keys), content_type=TEXT)
+    if "mr" in request.GET.get("options", "").split(","):
+        return HttpResponse(index_mr(keys), content_type=TEXT)
+    # Without options=mr the draft leaves the format open: a page for people.
+    return render(request, "hkp_index.html", {"keys": keys, "search": search, "verbose": op == "vindex"})
 
 
 def index_mr(keys: list[Key]) -> str:

@@ -7,11 +7,11 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_http_methods, require_POST
+from django.views.decorators.http import require_GET, require_http_methods, require_POST, require_safe
 
 from .. import services
 from ..errors import InvalidKey, KeyserverError, NoKeyUploaded
-from ..identifiers import group_fingerprint, parse_search
+from ..identifiers import group_fingerprint, normalize_email, parse_search
 from ..ratelimit import client_ip
 
 
@@ -108,3 +108,63 @@ def verify(request: HttpRequest, token: str) -> HttpResponse:
             "key": binding.key,
         },
     )
+
+
+@require_http_methods(["GET", "POST"])
+def manage(request: HttpRequest) -> HttpResponse:
+    """Ask for a management link; the answer is the same for every address."""
+    if request.method == "GET":
+        return render(request, "manage.html")
+    address = normalize_email(request.POST.get("email", ""))
+    services.request_manage_link(address, client=client_ip(request), locale=get_language() or "")
+    return render(request, "manage_sent.html", {"address": address})
+
+
+@require_http_methods(["GET", "POST"])
+def manage_key(request: HttpRequest, token: str) -> HttpResponse:
+    """The owner's page: unpublish an address, or remove the whole key."""
+    actor = f"owner {client_ip(request)}"
+    if request.method == "POST":
+        if request.POST.get("action") == "remove-key":
+            key = services.owner_remove_key(token, actor=actor)
+            return render(request, "manage_removed.html", {"grouped": group_fingerprint(key.fingerprint)})
+        services.owner_unpublish(token, request.POST.get("address", ""), actor=actor)
+    key = services.key_for_manage_token(token)
+    bindings = key.bindings.order_by("address")
+    return render(
+        request,
+        "manage_key.html",
+        {"key": key, "grouped": group_fingerprint(key.fingerprint), "bindings": bindings, "token": token},
+    )
+
+
+@require_safe
+def fingerprint(request: HttpRequest) -> HttpResponse:
+    """Compare a fingerprint from another channel with the published keys."""
+    email = request.GET.get("email", "").strip()
+    given = request.GET.get("fingerprint", "")
+    context: dict[str, object] = {"email": email, "given": given}
+    if email:
+        address = normalize_email(email)
+        wanted = "".join(given.split()).upper().removeprefix("0X")
+        context["results"] = [
+            {
+                "key": b.key,
+                "grouped": group_fingerprint(b.key.fingerprint),
+                "match": (b.key.fingerprint == wanted) if wanted else None,
+            }
+            for b in services.published_bindings(address)
+        ]
+        context["checked"] = bool(wanted)
+        context["matched"] = any(r["match"] for r in context["results"])  # type: ignore[attr-defined]
+    return render(request, "fingerprint.html", context)
+
+
+@require_safe
+def about_api(request: HttpRequest) -> HttpResponse:
+    return render(request, "about_api.html")
+
+
+@require_safe
+def about_privacy(request: HttpRequest) -> HttpResponse:
+    return render(request, "about_privacy.html")

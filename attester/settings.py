@@ -241,6 +241,14 @@ RATE_WELCOME_PER_ADDRESS = env.str("RATE_WELCOME_PER_ADDRESS", default="1/86400"
 RATE_MANAGE_PER_CLIENT = env.str("RATE_MANAGE_PER_CLIENT", default="10/3600")
 RATE_MANAGE_PER_ADDRESS = env.str("RATE_MANAGE_PER_ADDRESS", default="1/900")
 
+# Federation (issue 4): outbound calls. Loopback, link-local and private
+# targets are refused unless one of these networks holds them (CIDRs).
+FEDERATION_ALLOWED_NETWORKS = env.list("FEDERATION_ALLOWED_NETWORKS", default=[])
+# For tests and split-horizon DNS: host names resolved to fixed addresses.
+FEDERATION_HOST_MAP = env.dict("FEDERATION_HOST_MAP", default={})
+FEDERATION_CA_BUNDLE = env.str("FEDERATION_CA_BUNDLE", default="")
+FEDERATION_MAX_RESPONSE_BYTES = env.int("FEDERATION_MAX_RESPONSE_BYTES", default=4 * 1024 * 1024)
+
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],

@@ -1,0 +1,93 @@
+"""The outbound helper against misbehaving upstreams: bounded time, clear outcome."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from federation import outbound
+
+from . import upstreams
+
+
+@pytest.fixture(autouse=True)
+def _loopback_allowed(settings):
+    settings.FEDERATION_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+
+
+@pytest.fixture
+def serve():
+    servers = []
+
+    def start(behaviour):
+        server = upstreams.RawServer(behaviour)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()
+
+
+def test_a_normal_answer(serve):
+    server = serve(upstreams.answer(200, b"hello"))
+    response = outbound.get(server.url + "/x", timeout=2)
+    assert (response.status, response.body) == (200, b"hello")
+
+
+@pytest.mark.parametrize("behaviour", [upstreams.silent, upstreams.drip, upstreams.drip_headers])
+def test_a_slow_upstream_is_cut_at_the_total_deadline(serve, behaviour):
+    server = serve(behaviour)
+    started = time.monotonic()
+    with pytest.raises(outbound.OutboundError, match="within 2 s"):
+        outbound.get(server.url, timeout=2)
+    assert time.monotonic() - started < 3
+
+
+def test_garbage_is_a_clear_error(serve):
+    server = serve(upstreams.garbage)
+    with pytest.raises(outbound.OutboundError):
+        outbound.get(server.url, timeout=2)
+
+
+def test_a_429_is_returned_to_the_caller(serve):
+    server = serve(upstreams.too_many)
+    assert outbound.get(server.url, timeout=2).status == 429
+
+
+def test_an_oversized_answer_is_cut(serve, settings):
+    server = serve(upstreams.huge)
+    with pytest.raises(outbound.OutboundError, match="larger than"):
+        outbound.get(server.url, timeout=5, max_bytes=100_000)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/",
+        "http://[::1]:9/",
+        "http://10.1.2.3/",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://192.168.0.1/",
+        "http://localhost:9/",
+        "http://0.0.0.0/",
+    ],
+)
+def test_private_targets_are_refused_unless_allowed(settings, url):
+    settings.FEDERATION_ALLOWED_NETWORKS = []
+    with pytest.raises(outbound.ForbiddenTarget):
+        outbound.get(url, timeout=1)
+
+
+def test_a_name_resolving_to_a_private_address_is_refused(settings):
+    settings.FEDERATION_ALLOWED_NETWORKS = []
+    settings.FEDERATION_HOST_MAP = {"keys.internal.example": "10.0.0.7"}
+    with pytest.raises(outbound.ForbiddenTarget):
+        outbound.get("http://keys.internal.example/", timeout=1)
+
+
+@pytest.mark.parametrize("url", ["file:///etc/passwd", "gopher://x/", "ftp://example.org/"])
+def test_other_schemes_are_refused(url):
+    with pytest.raises(outbound.ForbiddenTarget):
+        outbound.get(url, timeout=1)

@@ -65,7 +65,7 @@ def mailed_path(mailoutbox, address: str, kind: str) -> str:
 
 
 def served_everywhere(client, address: str) -> dict[str, int]:
-    local, domain = address.split("@")
+    domain = address.split("@")[1]
     return {
         "hkp": client.get("/pks/lookup", {"op": "get", "search": address}).status_code,
         "vks": client.get(f"/vks/v1/by-email/{address}").status_code,

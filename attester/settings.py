@@ -248,6 +248,18 @@ FEDERATION_ALLOWED_NETWORKS = env.list("FEDERATION_ALLOWED_NETWORKS", default=[]
 FEDERATION_HOST_MAP = env.dict("FEDERATION_HOST_MAP", default={})
 FEDERATION_CA_BUNDLE = env.str("FEDERATION_CA_BUNDLE", default="")
 FEDERATION_MAX_RESPONSE_BYTES = env.int("FEDERATION_MAX_RESPONSE_BYTES", default=4 * 1024 * 1024)
+# Upstream sources, in order: a JSON list of {"name", "kind": ldap|hkp|vks|wkd,
+# "url", "domains": [authoritative domains], "timeout", "enabled", "options"}.
+# Sources can also be added in the admin.
+FEDERATION_SOURCES = env.json("FEDERATION_SOURCES", default=[])
+FEDERATION_SOURCE_TIMEOUT = env.float("FEDERATION_SOURCE_TIMEOUT", default=5.0)
+FEDERATION_TOTAL_TIMEOUT = env.float("FEDERATION_TOTAL_TIMEOUT", default=10.0)
+# Ask the organisation's directory first about every address, not only its own domains.
+FEDERATION_ORG_FIRST = env.bool("FEDERATION_ORG_FIRST", default=False)
+FEDERATION_RATE_PER_CLIENT = env.str("FEDERATION_RATE_PER_CLIENT", default="60/60")
+FEDERATION_NEGATIVE_SECONDS = env.int("FEDERATION_NEGATIVE_SECONDS", default=300)
+FEDERATION_BREAKER_FAILURES = env.int("FEDERATION_BREAKER_FAILURES", default=3)
+FEDERATION_BREAKER_SECONDS = env.int("FEDERATION_BREAKER_SECONDS", default=60)
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],

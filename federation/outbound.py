@@ -32,6 +32,9 @@ class OutboundError(Exception):
     """A call that did not produce a usable answer; `permanent` if retrying won't help."""
 
     def __init__(self, message: str, *, permanent: bool = False) -> None:
+        # Upstream bytes end up in messages: keep them printable (and NUL-free
+        # for PostgreSQL).
+        message = "".join(c if c.isprintable() else "?" for c in message)
         super().__init__(message)
         self.permanent = permanent
 

@@ -56,24 +56,20 @@ def submit(address: str, data: bytes, *, token: str | None, client: str, locale:
     ) % {"address": address}
 
 
-def lookup(text: str) -> list[str]:
+def lookup(text: str, *, client: str) -> list[str]:
     """GET /pub/<email | long key id | fingerprint>: armored keys, best first."""
+    from federation import serve
+
     from .identifiers import normalize_email
 
     if "@" in text:
-        bindings = services.published_bindings(normalize_email(text))
-        return [openpgp.armor(bytes(b.certificate)) for b in bindings]
+        return [s.armored for s in serve.for_email(normalize_email(text), client=client, per_address=True)]
     query: Query = parse_hex_id(text)
-    if query.kind == "fingerprint":
-        key = services.key_by_fingerprint(query.value)
-        keys = [key] if key else []
-    else:
-        keys = services.keys_by_keyid(query.value)
-    return [k.published_armor for k in keys if k.published_user_ids or k.revoked]
+    return [s.armored for s in serve.for_id(query, client=client) if s.user_ids or s.key.revoked]
 
 
-def lookup_or_404(text: str) -> str:
-    blocks = lookup(text)
+def lookup_or_404(text: str, *, client: str) -> str:
+    blocks = lookup(text, client=client)
     if not blocks:
         raise NotFound()
     return "".join(block if block.endswith("\n") else block + "\n" for block in blocks)

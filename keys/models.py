@@ -44,6 +44,11 @@ class Key(models.Model):
     published_armor = models.TextField(_("published certificate (armored)"), blank=True)
     # The user IDs the published certificate carries (HKP index, rule 6).
     published_user_ids = models.JSONField(default=list, blank=True)
+    # The key reduced to its published and cached (found upstream) addresses:
+    # served by id only when nothing of it is published (rule 3).
+    fallback = models.BinaryField(_("fallback certificate"), default=b"")
+    fallback_armor = models.TextField(_("fallback certificate (armored)"), blank=True)
+    fallback_user_ids = models.JSONField(default=list, blank=True)
 
     origin = models.CharField(_("origin"), max_length=8, choices=Origin.choices, default=Origin.UPLOAD)
     source = models.ForeignKey(

@@ -237,10 +237,28 @@ def rebuild(key: Key, info: openpgp.CertInfo | None = None) -> None:
         key.published_user_ids = [
             u.value for u in info.user_ids if u.valid and u.email in published and not info.revoked
         ]
-    key.save(update_fields=["published", "published_armor", "published_user_ids", "updated"])
+    cached = [b.address for b in bindings if b.state == State.CACHED]
+    if cached and not key.blocked and not key.revoked:
+        served = published + cached
+        key.fallback = openpgp.publishable(info, served)
+        key.fallback_armor = openpgp.armor(bytes(key.fallback))
+        key.fallback_user_ids = [u.value for u in info.user_ids if u.valid and u.email in served]
+    else:
+        key.fallback, key.fallback_armor, key.fallback_user_ids = b"", "", []
+    key.save(
+        update_fields=[
+            "published",
+            "published_armor",
+            "published_user_ids",
+            "fallback",
+            "fallback_armor",
+            "fallback_user_ids",
+            "updated",
+        ]
+    )
     for binding in bindings:
-        served = binding.state in SERVED_STATES and not key.blocked and not key.revoked
-        certificate = openpgp.publishable(info, [binding.address]) if served else b""
+        is_served = binding.state in SERVED_STATES and not key.blocked and not key.revoked
+        certificate = openpgp.publishable(info, [binding.address]) if is_served else b""
         if bytes(binding.certificate) != certificate:
             binding.certificate = certificate
             binding.save(update_fields=["certificate", "updated"])
@@ -290,6 +308,8 @@ def request_verification(
         for binding in key.bindings.filter(address__in=requested).order_by("id"):
             if binding.state not in (State.UNPUBLISHED, State.PENDING, State.CACHED):
                 continue
+            if _directory_speaks_for(binding.domain):
+                continue  # rule 7: not published over the organisation's directory
             address_bucket = f"mail-addr:{binding.address}"
             if not ratelimit.allow(address_bucket, settings.RATE_MAIL_PER_ADDRESS):
                 _mark_pending(binding)
@@ -307,6 +327,13 @@ def request_verification(
             _("Too many confirmation mails were requested from your address. Please try again later.")
         )
     return status(key)
+
+
+def _directory_speaks_for(domain: str) -> bool:
+    """Whether the organisation's directory is the only authority for `domain`."""
+    from federation.lookup import is_authoritative_domain
+
+    return is_authoritative_domain(domain)
 
 
 def _mark_pending(binding: Binding) -> None:
@@ -348,6 +375,7 @@ def confirm(plain: str, *, actor: str = "") -> Binding:
             or key.blocked
             or binding.state in (State.REVOKED, State.REMOVED_BY_POLICY)
             or PolicyBlock.blocked_addresses([binding.address])
+            or _directory_speaks_for(binding.domain)
         ):
             raise InvalidToken(_("This address can no longer be confirmed for this key."))
         _publish(key, binding, Validation.EMAIL_CONFIRMED, actor=actor or "email")
@@ -440,11 +468,11 @@ def _ordered(keys: QuerySet[Key]) -> QuerySet[Key]:
     ).order_by("invalid", "-created", "fingerprint")
 
 
-def published_bindings(address: str) -> list[Binding]:
+def published_bindings(address: str, *, state: str = State.PUBLISHED) -> list[Binding]:
     """Published bindings of an address (per-address certificates), best first."""
     now = clock.now()
     return list(
-        Binding.objects.filter(address=address, state=State.PUBLISHED, key__blocked=False)
+        Binding.objects.filter(address=address, state=state, key__blocked=False)
         .select_related("key")
         .defer("key__data", "key__published", "key__published_armor")
         .annotate(
@@ -456,6 +484,11 @@ def published_bindings(address: str) -> list[Binding]:
         )
         .order_by("invalid", "-key__created", "key__fingerprint")
     )
+
+
+def cached_bindings(address: str) -> list[Binding]:
+    """Bindings found upstream for an address (rule 3), best first."""
+    return [b for b in published_bindings(address, state=State.CACHED)]
 
 
 def keys_for_email(address: str) -> list[Key]:

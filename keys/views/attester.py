@@ -65,7 +65,7 @@ def pub(request: HttpRequest, query: str) -> HttpResponse:
             address, body, token=_token(request), client=client_ip(request), locale=get_language() or ""
         )
         return HttpResponse(message, content_type=TEXT)
-    return HttpResponse(attester.lookup_or_404(query), content_type=TEXT)
+    return HttpResponse(attester.lookup_or_404(query, client=client_ip(request)), content_type=TEXT)
 
 
 @csrf_exempt

@@ -16,10 +16,12 @@ from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST, require_safe
 
+from federation import serve
+from federation.serve import Served
+
 from .. import services
 from ..errors import InvalidKey, InvalidQuery, NoKeyUploaded, NotFound
 from ..identifiers import Query, parse_search
-from ..models import Key
 from ..ratelimit import client_ip
 from .common import key_response
 
@@ -29,19 +31,15 @@ TEXT = "text/plain; charset=utf-8"
 UID_SAFE = " !\"#$&'()*+,-./;<=>?@[]^_`{|}~"
 
 
-def find_keys(query: Query, *, for_get: bool) -> list[Key]:
-    """Keys HKP may show for a query (publication rules 5 and 6)."""
+def find_keys(query: Query, *, client: str) -> list[Served]:
+    """What HKP may show for a query (publication rules 3, 5 and 6)."""
     if query.kind == "email":
-        return services.keys_for_email(query.value)
-    if query.kind == "fingerprint":
-        key = services.key_by_fingerprint(query.value)
-        keys = [key] if key else []
-    else:
-        keys = services.keys_by_keyid(query.value)
+        return serve.for_email(query.value, client=client)
+    served = serve.for_id(query, client=client)
     # A revoked key is served without user IDs so clients learn of the
     # revocation; otherwise gpg refuses a key without user IDs.
-    shown = [k for k in keys if k.published_user_ids or k.revoked]
-    if keys and not shown:
+    shown = [s for s in served if s.user_ids or s.key.revoked]
+    if served and not shown:
         raise NotFound(_("This key has no confirmed address on this server, so it is not served over HKP."))
     return shown
 
@@ -57,28 +55,29 @@ def lookup(request: HttpRequest) -> HttpResponse:
     if not search:
         raise InvalidQuery()
     query = parse_search(search)
-    keys = find_keys(query, for_get=op == "get")
-    if not keys:
+    served = find_keys(query, client=client_ip(request))
+    if not served:
         raise NotFound()
     if op == "get":
-        return key_response(keys)
+        return key_response(served)
     if "mr" in request.GET.get("options", "").split(","):
-        return HttpResponse(index_mr(keys), content_type=TEXT)
+        return HttpResponse(index_mr(served), content_type=TEXT)
     # Without options=mr the draft leaves the format open: a page for people.
-    return render(request, "hkp_index.html", {"keys": keys, "search": search, "verbose": op == "vindex"})
+    return render(request, "hkp_index.html", {"served": served, "search": search, "verbose": op == "vindex"})
 
 
-def index_mr(keys: list[Key]) -> str:
+def index_mr(served: list[Served]) -> str:
     """The machine-readable index (HKP draft, 5.2): percent-encoded uids."""
-    lines = [f"info:1:{len(keys)}"]
-    for key in keys:
+    lines = [f"info:1:{len(served)}"]
+    for item in served:
+        key = item.key
         flags = ("r" if key.revoked else "") + ("e" if key.is_expired else "")
         expires = str(int(key.expires.timestamp())) if key.expires else ""
         lines.append(
             f"pub:{key.fingerprint}:{key.algorithm_id}:{key.bits or ''}:"
             f"{int(key.created.timestamp())}:{expires}:{flags}"
         )
-        for uid in key.published_user_ids:
+        for uid in item.user_ids:
             lines.append(f"uid:{quote(uid, safe=UID_SAFE)}:::{flags}")
     return "\n".join(lines) + "\n"
 

@@ -13,9 +13,11 @@ from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST, require_safe
 
+from federation import serve
+
 from .. import services
 from ..errors import InvalidKey, InvalidToken, KeyserverError, NoKeyUploaded, NotFound
-from ..identifiers import normalize_email, parse_fingerprint, parse_keyid
+from ..identifiers import Query, normalize_email, parse_fingerprint, parse_keyid
 from ..ratelimit import client_ip
 from .common import key_response
 
@@ -23,23 +25,22 @@ from .common import key_response
 @require_safe
 def by_fingerprint(request: HttpRequest, fpr: str) -> HttpResponse:
     fingerprint = parse_fingerprint(fpr)
-    key = services.key_by_fingerprint(fingerprint)
-    return key_response([key] if key else [], filename=fingerprint)
+    served = serve.for_id(Query("fingerprint", fingerprint), client=client_ip(request))
+    return key_response(served, filename=fingerprint)
 
 
 @require_safe
 def by_keyid(request: HttpRequest, keyid: str) -> HttpResponse:
     value = parse_keyid(keyid)
-    return key_response(services.keys_by_keyid(value), filename=value)
+    return key_response(serve.for_id(Query("keyid", value), client=client_ip(request)), filename=value)
 
 
 @require_safe
 def by_email(request: HttpRequest, email: str) -> HttpResponse:
-    address = normalize_email(email)
-    keys = services.keys_for_email(address)
-    if not keys:
+    served = serve.for_email(normalize_email(email), client=client_ip(request))
+    if not served:
         raise NotFound()
-    return key_response(keys, filename=keys[0].fingerprint)
+    return key_response(served, filename=served[0].key.fingerprint)
 
 
 def _json_body(request: HttpRequest) -> dict[str, Any]:

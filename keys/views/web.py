@@ -9,6 +9,8 @@ from django.utils.translation import get_language
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST, require_safe
 
+from federation import serve
+
 from .. import services
 from ..errors import InvalidKey, KeyserverError, NoKeyUploaded
 from ..identifiers import group_fingerprint, normalize_email, parse_search
@@ -27,13 +29,13 @@ def search(request: HttpRequest) -> HttpResponse:
         return render(request, "index.html")
     query = parse_search(text)
     if query.kind == "email":
-        keys = services.keys_for_email(query.value)
-    elif query.kind == "fingerprint":
-        key = services.key_by_fingerprint(query.value)
-        keys = [key] if key and (key.published_user_ids or key.revoked) else []
+        served = serve.for_email(query.value, client=client_ip(request))
     else:
-        keys = [k for k in services.keys_by_keyid(query.value) if k.published_user_ids or k.revoked]
-    results = [{"key": k, "grouped": group_fingerprint(k.fingerprint)} for k in keys]
+        served = [s for s in serve.for_id(query, client=client_ip(request)) if s.user_ids or s.key.revoked]
+    results = [
+        {"key": s.key, "user_ids": s.user_ids, "grouped": group_fingerprint(s.key.fingerprint)}
+        for s in served
+    ]
     return render(request, "search.html", {"query": text, "results": results})
 
 

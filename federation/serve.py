@@ -1,0 +1,86 @@
+"""What every lookup path serves: local published keys, else what upstream has.
+
+Views call these instead of the bare local lookups, so the fallback order is
+the same on HKP, VKS, the Attester API and the search page.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from keys import openpgp, services
+from keys.identifiers import Query
+from keys.models import Key
+
+from .lookup import fallback
+
+
+@dataclass
+class Served:
+    key: Key
+    data: bytes
+    user_ids: list[str]
+    armored_text: str = ""
+
+    @property
+    def armored(self) -> str:
+        return self.armored_text or openpgp.armor(self.data)
+
+
+def for_email(address: str, *, client: str, per_address: bool = False) -> list[Served]:
+    """Published keys for the address; else cached ones, asking upstream once."""
+    published = services.published_bindings(address)
+    if not published:
+        cached = services.cached_bindings(address)
+        if not cached:
+            fallback(Query("email", address), client=client)
+            published = services.published_bindings(address)
+            cached = services.cached_bindings(address)
+        if not published:
+            return [
+                Served(b.key, bytes(b.certificate), _uids_for(b.key.fallback_user_ids, address))
+                for b in cached
+            ]
+    if per_address:
+        return [
+            Served(b.key, bytes(b.certificate), _uids_for(b.key.published_user_ids, address))
+            for b in published
+        ]
+    return [
+        Served(b.key, bytes(b.key.published), b.key.published_user_ids, b.key.published_armor)
+        for b in published
+    ]
+
+
+def for_id(query: Query, *, client: str) -> list[Served]:
+    """Keys by fingerprint or key id: the published form, else the fallback
+    form (cached addresses), else the bare key (no user IDs)."""
+    keys = _local(query)
+    if not keys:
+        fallback(query, client=client)
+        keys = _local(query)
+    served = []
+    for key in keys:
+        if key.published_user_ids or key.revoked or not key.fallback_user_ids:
+            served.append(Served(key, bytes(key.published), key.published_user_ids, key.published_armor))
+        else:
+            served.append(Served(key, bytes(key.fallback), key.fallback_user_ids, key.fallback_armor))
+    return served
+
+
+def _local(query: Query) -> list[Key]:
+    if query.kind == "fingerprint":
+        key = services.key_by_fingerprint(query.value)
+        return [key] if key else []
+    return services.keys_by_keyid(query.value)
+
+
+def _uids_for(user_ids: list[str], address: str) -> list[str]:
+    return [uid for uid in user_ids if openpgp.uid_address(uid) == address]
+
+
+def armored(served: list[Served]) -> str:
+    """All in one armor block (the precomputed text when there is one)."""
+    if len(served) == 1:
+        return served[0].armored
+    return openpgp.armor(b"".join(s.data for s in served))

@@ -248,6 +248,10 @@ FEDERATION_ALLOWED_NETWORKS = env.list("FEDERATION_ALLOWED_NETWORKS", default=[]
 FEDERATION_HOST_MAP = env.dict("FEDERATION_HOST_MAP", default={})
 FEDERATION_CA_BUNDLE = env.str("FEDERATION_CA_BUNDLE", default="")
 FEDERATION_MAX_RESPONSE_BYTES = env.int("FEDERATION_MAX_RESPONSE_BYTES", default=4 * 1024 * 1024)
+# GET /ldap-relay (Attester) may query only these LDAP hosts (besides the
+# hosts of configured LDAP sources and, by default, keys.<domain> names).
+LDAP_RELAY_ALLOWED_HOSTS = env.list("LDAP_RELAY_ALLOWED_HOSTS", default=[])
+LDAP_RELAY_ALLOW_KEYS_SUBDOMAINS = env.bool("LDAP_RELAY_ALLOW_KEYS_SUBDOMAINS", default=True)
 # Upstream sources, in order: a JSON list of {"name", "kind": ldap|hkp|vks|wkd,
 # "url", "domains": [authoritative domains], "timeout", "enabled", "options"}.
 # Sources can also be added in the admin.

@@ -26,6 +26,7 @@ CORS_PREFIXES = (
     "/initial/",
     "/lookup/",
     "/api/",
+    "/ldap-relay",
 )
 
 
@@ -34,7 +35,7 @@ def protocol_of(path: str) -> str:
         return "hkp"
     if path.startswith("/vks/"):
         return "vks"
-    if path.startswith(("/pub", "/welcome-message", "/initial/", "/test/", "/lookup/", "/api/")):
+    if path.startswith(("/pub", "/welcome-message", "/initial/", "/test/", "/lookup/", "/api/", "/ldap-relay")):
         return "attester"
     if path.startswith("/.well-known/"):
         return "hkp"

@@ -248,6 +248,8 @@ FEDERATION_ALLOWED_NETWORKS = env.list("FEDERATION_ALLOWED_NETWORKS", default=[]
 FEDERATION_HOST_MAP = env.dict("FEDERATION_HOST_MAP", default={})
 FEDERATION_CA_BUNDLE = env.str("FEDERATION_CA_BUNDLE", default="")
 FEDERATION_MAX_RESPONSE_BYTES = env.int("FEDERATION_MAX_RESPONSE_BYTES", default=4 * 1024 * 1024)
+# manage.py import_dump: serve mirrored keys' addresses as unverified fallback answers.
+IMPORT_DUMP_BIND_ADDRESSES = env.bool("IMPORT_DUMP_BIND_ADDRESSES", default=False)
 # GET /ldap-relay (Attester) may query only these LDAP hosts (besides the
 # hosts of configured LDAP sources and, by default, keys.<domain> names).
 LDAP_RELAY_ALLOWED_HOSTS = env.list("LDAP_RELAY_ALLOWED_HOSTS", default=[])

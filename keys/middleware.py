@@ -30,12 +30,15 @@ CORS_PREFIXES = (
 )
 
 
+ATTESTER_PREFIXES = ("/pub", "/welcome-message", "/initial/", "/test/", "/lookup/", "/api/", "/ldap-relay")
+
+
 def protocol_of(path: str) -> str:
     if path.startswith("/pks/"):
         return "hkp"
     if path.startswith("/vks/"):
         return "vks"
-    if path.startswith(("/pub", "/welcome-message", "/initial/", "/test/", "/lookup/", "/api/", "/ldap-relay")):
+    if path.startswith(ATTESTER_PREFIXES):
         return "attester"
     if path.startswith("/.well-known/"):
         return "hkp"

@@ -35,6 +35,7 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from typing import BinaryIO
 
 from django.conf import settings
 from django.utils.translation import gettext as _
@@ -738,3 +739,63 @@ def can_encrypt(info: CertInfo, now: datetime | None = None) -> bool:
         s.flags is not None and s.flags & 0x0C and not s.revoked and (s.expires is None or s.expires > moment)
         for s in info.subkeys
     )
+
+
+def iter_certificates(stream: BinaryIO, *, start: int = 0) -> Iterator[tuple[int, int, bytes]]:
+    """Split a keyring or an SKS/Hockeypuck dump into certificates, streaming.
+
+    Yields (offset, end offset, raw bytes) per certificate, reading only
+    packet headers to find the boundaries (a new certificate starts at each
+    primary public key packet), so multi-gigabyte dumps never sit in memory.
+    Raises InvalidKey at a malformed packet header, with the offset.
+    """
+    stream.seek(start)
+    offset = start
+    current = bytearray()
+    current_start = start
+    while True:
+        header = stream.read(1)
+        if not header:
+            break
+        ctb = header[0]
+        if not ctb & 0x80:
+            raise InvalidKey(_("Not OpenPGP data at byte %(offset)s.") % {"offset": offset})
+        head = bytearray(header)
+        if ctb & 0x40:
+            tag = ctb & 0x3F
+            first = stream.read(1)
+            if not first:
+                break
+            head += first
+            if first[0] < 192:
+                length = first[0]
+            elif first[0] < 224:
+                second = stream.read(1)
+                head += second
+                length = ((first[0] - 192) << 8) + second[0] + 192
+            elif first[0] == 255:
+                four = stream.read(4)
+                head += four
+                length = int.from_bytes(four, "big")
+            else:
+                raise InvalidKey(_("Partial body lengths are not allowed in keys."))
+        else:
+            tag = (ctb >> 2) & 0x0F
+            size = {0: 1, 1: 2, 2: 4}.get(ctb & 0x03)
+            if size is None:
+                raise InvalidKey(_("Packets of indeterminate length are not allowed in keys."))
+            raw_length = stream.read(size)
+            head += raw_length
+            length = int.from_bytes(raw_length, "big")
+        body = stream.read(length)
+        if len(body) < length:
+            raise InvalidKey(_("The key data is truncated."))
+        if tag in (PUBKEY, SECKEY) and current:
+            yield current_start, offset, bytes(current)
+            current = bytearray()
+            current_start = offset
+        current += head
+        current += body
+        offset += len(head) + length
+    if current:
+        yield current_start, offset, bytes(current)

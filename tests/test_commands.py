@@ -66,7 +66,8 @@ def test_import_dump_resumes_where_it_stopped(dump, tmp_path):
 def test_import_dump_can_serve_mirrored_addresses_as_unverified(dump, tmp_path, client, cast):
     run("import_dump", dump, "--state", tmp_path / "s.json", "--bind-addresses", "--quiet")
     binding = Binding.objects.get(address="bob@example.net")
-    assert (binding.state, binding.validation) == (Binding.State.CACHED, Binding.Validation.UPSTREAM_UNVERIFIED)
+    assert binding.state == Binding.State.CACHED
+    assert binding.validation == Binding.Validation.UPSTREAM_UNVERIFIED
     assert client.get("/pks/lookup", {"op": "get", "search": "bob@example.net"}).status_code == 200
 
 

@@ -227,6 +227,15 @@ REFRESH_INTERVAL_DAYS = env.int("REFRESH_INTERVAL_DAYS", default=30)
 REFRESH_NEAR_EXPIRY_DAYS = env.int("REFRESH_NEAR_EXPIRY_DAYS", default=14)
 REFRESH_AFTER_EXPIRY_DAYS = env.int("REFRESH_AFTER_EXPIRY_DAYS", default=30)
 REFRESH_REASSIGN = env.bool("REFRESH_REASSIGN", default=False)
+# Names of sources (HKP or VKS) that uploaded keys are refreshed from, merge
+# only (a refresh never publishes an address). Empty: uploads are not refreshed.
+REFRESH_PEERS = env.list("REFRESH_PEERS", default=[])
+REFRESH_BATCH = env.int("REFRESH_BATCH", default=1000)
+REFRESH_TICK_SECONDS = env.int("REFRESH_TICK_SECONDS", default=60)
+# A leased key is refreshed again after this long if its worker died.
+REFRESH_LEASE_MINUTES = env.int("REFRESH_LEASE_MINUTES", default=15)
+REFRESH_RATE_PER_SOURCE = env.str("REFRESH_RATE_PER_SOURCE", default="60/60")
+HOUSEKEEPING_SECONDS = env.int("HOUSEKEEPING_SECONDS", default=3600)
 EVENT_RETENTION_DAYS = env.int("EVENT_RETENTION_DAYS", default=365)
 UNCONFIRMED_RETENTION_DAYS = env.int("UNCONFIRMED_RETENTION_DAYS", default=14)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
@@ -30,10 +31,42 @@ class BindingInline(admin.TabularInline):
         return False
 
 
+class RefreshFilter(admin.SimpleListFilter):
+    title = _("refresh")
+    parameter_name = "refresh"
+
+    def lookups(self, request: HttpRequest, model_admin: object) -> list[tuple[str, str]]:
+        return [
+            ("due", str(_("due now"))),
+            ("failing", str(_("failing"))),
+            ("scheduled", str(_("scheduled"))),
+        ]
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[Key]) -> QuerySet[Key]:
+        if self.value() == "due":
+            return queryset.filter(next_refresh_at__lte=timezone.now())
+        if self.value() == "failing":
+            return queryset.filter(refresh_failures__gt=0)
+        if self.value() == "scheduled":
+            return queryset.filter(next_refresh_at__isnull=False)
+        return queryset
+
+
 @admin.register(Key)
 class KeyAdmin(admin.ModelAdmin):
-    list_display = ("key_id", "algorithm", "created", "expires", "revoked", "blocked", "origin", "addresses")
-    list_filter = ("revoked", "blocked", "origin", "bindings__state", "bindings__validation")
+    list_display = (
+        "key_id",
+        "algorithm",
+        "created",
+        "expires",
+        "revoked",
+        "blocked",
+        "origin",
+        "addresses",
+        "next_refresh_at",
+        "refresh_failures",
+    )
+    list_filter = ("revoked", "blocked", "origin", RefreshFilter, "bindings__state", "bindings__validation")
     search_fields = (
         "=fingerprint",
         "=key_id",
@@ -43,7 +76,7 @@ class KeyAdmin(admin.ModelAdmin):
     )
     ordering = ("-first_seen",)
     inlines = [BindingInline]
-    actions = ["remove_by_policy", "purge"]
+    actions = ["refresh_now", "remove_by_policy", "purge"]
     fieldsets = (
         (None, {"fields": ("summary",)}),
         (_("State"), {"fields": ("revoked", "blocked", "origin", "source", "first_seen", "updated")}),
@@ -119,6 +152,15 @@ class KeyAdmin(admin.ModelAdmin):
             _("Subkeys"),
             subkeys,
         )
+
+    @admin.action(description=_("Refresh selected keys from their source now"))
+    def refresh_now(self, request: HttpRequest, queryset: QuerySet[Key]) -> None:
+        from federation.refresh import refresh_key
+
+        for key in queryset:
+            outcome = refresh_key(key.pk)
+            self.message_user(request, f"{key.key_id}: {outcome.result}")
+        services.log("refresh_requested", actor=_actor(request), detail=f"{queryset.count()} key(s)")
 
     @admin.action(description=_("Remove selected keys from distribution (policy)"))
     def remove_by_policy(self, request: HttpRequest, queryset: QuerySet[Key]) -> None:

@@ -125,6 +125,13 @@ def _store(cert: openpgp.CertInfo, *, origin: str, actor: str, source_id: int | 
         info = cert if created else openpgp.merge(bytes(key.data), cert.data)
         changed = created or info.data != bytes(key.data)
         _apply(key, info, actor=actor)
+        if key.next_refresh_at is None and key.refreshed_at is None:
+            from .schedule import next_refresh
+
+            due = next_refresh(key, clock.now())
+            if due is not None:
+                key.next_refresh_at = due
+                key.save(update_fields=["next_refresh_at"])
         if created:
             log("key_created", key=key, actor=actor, detail=origin)
         elif changed:

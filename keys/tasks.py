@@ -38,3 +38,11 @@ def send_welcome_mail(address: str, armored_key: str, locale: str = "") -> None:
 @mail_task
 def send_manage_mail(address: str, key_ids: list[int], locale: str = "") -> None:
     mail.send_manage_links(address, key_ids, locale)
+
+
+@shared_task
+def housekeeping_task() -> dict[str, int]:
+    """Prune expired tokens, uploads never confirmed and old events."""
+    from .housekeeping import prune
+
+    return prune()

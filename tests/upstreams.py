@@ -108,3 +108,34 @@ def answer(status: int, body: bytes, content_type: str = "text/plain") -> Callab
         conn.sendall(head.encode() + body)
 
     return behaviour
+
+
+class Scripted:
+    """An HTTP server answering GET paths from a dict the test can change."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        self.routes: dict[str, tuple[int, bytes]] = {}
+        self.hits: list[str] = []
+        scripted = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:  # noqa: N802 (http.server API)
+                scripted.hits.append(self.path)
+                status, body = scripted.routes.get(self.path.split("?")[0], (404, b"not found"))
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

@@ -121,7 +121,7 @@ class Scripted:
         scripted = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 (http.server API)
+            def do_GET(self) -> None:
                 scripted.hits.append(self.path)
                 status, body = scripted.routes.get(self.path.split("?")[0], (404, b"not found"))
                 self.send_response(status)

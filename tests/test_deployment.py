@@ -1,0 +1,35 @@
+"""The container stack stays valid (no Docker engine runs here, so it is read, not started)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_docker_compose_brings_up_the_whole_stack():
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    services = compose["services"]
+    assert {"postgres", "redis", "web", "worker", "beat", "mail"} <= set(services)
+    assert "beat" in services["beat"]["command"] and "worker" in services["worker"]["command"]
+    env = services["web"]["environment"]
+    for name in ["DATABASE_URL", "REDIS_URL", "EMAIL_URL", "SITE_URL", "SECRET_KEY"]:
+        assert name in env, name
+    assert services["worker"]["environment"] == env  # one configuration for every process
+
+
+def test_the_dockerfile_runs_the_wsgi_app_with_ldap_support():
+    dockerfile = (ROOT / "Dockerfile").read_text()
+    assert "requirements-ldap.txt" in dockerfile and "attester.wsgi" in dockerfile
+
+
+def test_every_setting_is_in_env_example():
+    import re
+
+    settings_text = (ROOT / "attester" / "settings.py").read_text()
+    names = set(re.findall(r'env\.\w+\(\s*"([A-Z_]+)"', settings_text))
+    example = (ROOT / ".env.example").read_text()
+    missing = sorted(n for n in names if n not in example)
+    assert not missing, f".env.example lacks {missing}"

@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 export RUST_BACKTRACE := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test lint format install migrate clean bench fixtures
+.PHONY: run test lint format install migrate clean bench bench-refresh
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,6 +41,9 @@ format: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py
+
+bench-refresh: $(STAMP)
+	$(BIN)/python bench/refresh_tick.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

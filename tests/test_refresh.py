@@ -321,7 +321,7 @@ def test_a_real_worker_refreshes_due_keys_from_the_beat_task(ks, scripted, cast,
     )
     from celery import Celery
 
-    sender = Celery("test-sender", broker=broker)
+    sender = Celery("test-sender", broker=broker, set_as_current=False)
     try:
         # What beat sends on its tick; the worker leases and refreshes.
         sender.send_task("federation.tasks.refresh_due_task")

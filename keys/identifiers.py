@@ -20,7 +20,7 @@ from .errors import InvalidEmail, InvalidQuery
 _HEX = re.compile(r"^[0-9A-F]+$")
 # A deliberately plain address shape: one @, no spaces, controls or brackets.
 _LOCAL = re.compile(r"^[^\s@<>()\[\],;:\"\\\x00-\x1f\x7f]+$")
-_ZB32 = "ybndrfg8ejkmcpqxot1uwisza345h769"
+ZBASE32_ALPHABET = _ZB32 = "ybndrfg8ejkmcpqxot1uwisza345h769"
 
 
 def _lower_ascii(text: str) -> str:

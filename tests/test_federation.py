@@ -218,3 +218,47 @@ def test_private_upstreams_are_refused_unless_allowed(ks, upstream, settings):
     add_source("upstream", "vks", upstream.url)
     assert ks.hkp_get("bob@example.net").status == 404
     assert "non-public" in Source.objects.get().last_error
+
+
+# -- the WKD source: the address's own domain, over HTTPS --------------------------------
+
+
+@pytest.fixture
+def wkd_upstream(tmp_path, cast):
+    """Another instance serving WKD for example.org, behind TLS on 127.0.0.1:443."""
+    from .wkd_tls import TlsFront, make_certificates
+
+    instance = Instance(tmp_path / "wkd-upstream", WKD_DOMAINS="example.org", ALLOWED_HOSTS="*")
+    instance.publish(cast.carol.text, "carol@example.org")
+    ca, leaf, key = make_certificates(tmp_path, ["example.org", "openpgpkey.example.org"])
+    front = TlsFront(leaf, key, instance.port)
+    yield ca, front
+    front.close()
+    instance.stop()
+
+
+def test_the_wkd_source_fetches_from_the_addresss_own_domain(ks, wkd_upstream, cast, settings):
+    ca, front = wkd_upstream
+    settings.FEDERATION_HOST_MAP = {"openpgpkey.example.org": "127.0.0.1", "example.org": "127.0.0.1"}
+    settings.FEDERATION_CA_BUNDLE = str(ca)
+    add_source("wkd", "wkd", "")
+    answer = ks.hkp_get("carol@example.org")
+    assert answer.fingerprints == [cast.carol.fingerprint]
+    binding = Binding.objects.get(address="carol@example.org")
+    assert (binding.state, binding.validation) == (Binding.State.CACHED, Binding.Validation.UPSTREAM_VERIFIED)
+    assert front.requests == 1
+    assert wkd_status(ks.client, "carol@example.org") == 404  # fallback answers never feed our WKD
+
+
+def test_the_wkd_source_refuses_a_domain_resolving_to_a_private_address(ks, settings):
+    settings.FEDERATION_ALLOWED_NETWORKS = []
+    settings.FEDERATION_HOST_MAP = {"openpgpkey.example.org": "10.0.0.7"}
+    add_source("wkd", "wkd", "")
+    assert ks.hkp_get("carol@example.org").status == 404
+    assert "non-public" in Source.objects.get().last_error
+
+
+def test_the_wkd_source_is_not_asked_by_key_id(ks, settings, cast):
+    add_source("wkd", "wkd", "")
+    assert ks.hkp_get(f"0x{cast.carol.fingerprint}").status == 404
+    assert Source.objects.get().last_ok is None and Source.objects.get().failures == 0

@@ -133,7 +133,20 @@ def test_vks_request_verify_makes_addresses_pending_and_mails_them(ks, cast):
 def test_vks_request_verify_uses_the_first_known_locale(ks, cast):
     token = ks.upload(cast.bob.data).json()["token"]
     ks.request_verify(token, ["bob@example.net"], locale=["xx_YY", "de_CH", "en"])
-    assert ks.outbox[0].body  # German catalogue arrives with issue 3; the locale is accepted
+    mail = ks.outbox[0]
+    assert mail.subject == "Bestätigen Sie bob@example.net für Ihren OpenPGP-Schlüssel"
+    assert "Der Link ist 72 Stunden gültig" in mail.body
+
+
+def test_pages_and_errors_follow_accept_language(client, cast):
+    page = client.get("/upload", HTTP_ACCEPT_LANGUAGE="de-DE,de;q=0.9")
+    assert "Ihren öffentlichen Schlüssel hochladen" in page.content.decode()
+    error = client.post(
+        "/vks/v1/upload", {"keytext": "garbage"}, content_type="application/json", HTTP_ACCEPT_LANGUAGE="de"
+    )
+    assert error.json()["error"] == "Dies sind keine OpenPGP-Daten."
+    english = client.get("/upload", HTTP_ACCEPT_LANGUAGE="en")
+    assert "Upload your public key" in english.content.decode()
 
 
 def test_vks_upload_token_is_reusable_within_the_hour(ks, cast):

@@ -274,3 +274,30 @@ def test_gpg_locates_a_directory_key_through_this_server(live_server, directory,
         client_gpg.close()
     binding = Binding.objects.get(address="gil@example.com")
     assert binding.validation == Binding.Validation.ORG_DIRECTORY
+
+
+def test_a_refresh_brings_a_new_subkey_and_the_revocation_from_the_directory(client, directory):
+    from federation.refresh import refresh_key
+    from keys.models import Key
+
+    fpr = directory.send("Rhea Refresh <rhea@example.com>")
+    keyserver_source(directory)
+    assert client.get("/pks/lookup", {"op": "get", "search": "rhea@example.com"}).status_code == 200
+    local = Key.objects.get(fingerprint=fpr)
+    assert local.next_refresh_at is not None and local.origin == "ldap"
+    subkeys = local.subkeys.count()
+
+    directory.gpg.run(
+        "--passphrase", "", "--pinentry-mode", "loopback", "--quick-add-key", fpr, "cv25519", "encr", "1y"
+    )
+    directory.gpg.run("--send-keys", fpr)
+    assert refresh_key(local.pk).result == "updated"
+    assert local.subkeys.count() == subkeys + 1
+
+    revocation = Path(directory.gpg.home, "openpgp-revocs.d", f"{fpr}.rev").read_text()
+    directory.gpg.run("--import", input=revocation.replace(":-----BEGIN", "-----BEGIN").encode())
+    directory.gpg.run("--send-keys", fpr)
+    assert refresh_key(local.pk).result.startswith("updated")
+    local.refresh_from_db()
+    assert local.revoked
+    assert client.get("/pks/lookup", {"op": "get", "search": "rhea@example.com"}).status_code == 404

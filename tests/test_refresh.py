@@ -280,6 +280,28 @@ def test_refresh_keys_command(ks, scripted, cast):
     assert f"{cast.bob.fingerprint} unchanged" in out.getvalue() and "1 key(s)" in out.getvalue()
 
 
+def test_make_run_runs_the_beat_schedule_in_process(ks, scripted, cast):
+    import threading as _threading
+
+    from keys.management.commands.runkeyserver import run_schedule_in_process
+
+    local = cache_from(ks, scripted, cast, "bob@example.net", cast.bob)
+    Key.objects.filter(pk=local.pk).update(next_refresh_at=clock.now() - timedelta(minutes=1))
+    stop = _threading.Event()
+    thread = _threading.Thread(target=run_schedule_in_process, args=(stop, 0.0), daemon=True)
+    thread.start()
+    try:
+        for _ in range(100):
+            local.refresh_from_db()
+            if local.refreshed_at:
+                break
+            time.sleep(0.1)
+    finally:
+        stop.set()
+        thread.join(timeout=10)
+    assert local.refreshed_at is not None and local.last_refresh_result == "unchanged"
+
+
 # -- housekeeping ------------------------------------------------------------------------
 
 

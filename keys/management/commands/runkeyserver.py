@@ -18,16 +18,18 @@ from typing import Any
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand
-from django.db import close_old_connections
+from django.db import close_old_connections, connections
 
 log = logging.getLogger(__name__)
 
 
-def run_schedule_in_process(stop: threading.Event) -> None:
+def run_schedule_in_process(stop: threading.Event, first_delay: float = 5.0) -> None:
     """Send each periodic task when it is due, eagerly, in this process."""
     from attester.celery import BEAT_SCHEDULE, app
 
-    next_run = {name: time.monotonic() + 5 for name in BEAT_SCHEDULE}
+    # A worker imports the task modules when it starts; this process must too.
+    app.loader.import_default_modules()
+    next_run = {name: time.monotonic() + first_delay for name in BEAT_SCHEDULE}
     while not stop.wait(1):
         for name, entry in BEAT_SCHEDULE.items():
             if time.monotonic() < next_run[name]:
@@ -39,6 +41,7 @@ def run_schedule_in_process(stop: threading.Event) -> None:
                 log.exception("periodic job %s failed", name)
             finally:
                 close_old_connections()
+    connections.close_all()  # this thread's connections
 
 
 class Command(BaseCommand):

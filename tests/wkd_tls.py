@@ -12,12 +12,15 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
 import shlex
+import shutil
 import socket
 import ssl
 import subprocess
 import tempfile
 import threading
+import time
 from pathlib import Path
 
 from cryptography import x509
@@ -86,18 +89,23 @@ def make_certificates(directory: Path, names: list[str]) -> tuple[Path, Path, Pa
 
 
 class TlsFront:
-    """TLS on 127.0.0.1:443, forwarding the bytes to the test server."""
+    """TLS on 127.0.0.1:443, forwarding the bytes to the test server.
 
-    def __init__(self, leaf: Path, key: Path, backend_port: int, port: int = 443) -> None:
+    `requests` counts TLS connections; `heads` keeps (request line, Host)
+    of the first request on each, so a test can tell which WKD method a
+    client used. Port 443 is shared by every test that runs a real WKD
+    client: with `wait`, a busy port is retried for that many seconds.
+    """
+
+    def __init__(self, leaf: Path, key: Path, backend_port: int, port: int = 443, wait: float = 0.0) -> None:
         self.context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.context.load_cert_chain(leaf, key)
         self.backend_port = backend_port
-        self.sock = socket.socket()
-        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.sock.bind(("127.0.0.1", port))
+        self.sock = _bind(port, wait)
         self.sock.listen(16)
         self.running = True
         self.requests = 0
+        self.heads: list[tuple[str, str]] = []
         threading.Thread(target=self._serve, daemon=True).start()
 
     def _serve(self) -> None:
@@ -129,6 +137,10 @@ class TlsFront:
                         s.shutdown(socket.SHUT_RDWR)
 
         threading.Thread(target=pipe, args=(backend, tls), daemon=True).start()
+        with contextlib.suppress(OSError):
+            if first := tls.recv(65536):
+                self.heads.append(_head(first))
+                backend.sendall(first)
         pipe(tls, backend)
         tls.close()
         backend.close()
@@ -142,28 +154,59 @@ class TlsFront:
         self.sock.close()
 
 
+def _bind(port: int, wait: float) -> socket.socket:
+    deadline = time.monotonic() + wait
+    while True:
+        sock = socket.socket()
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind(("127.0.0.1", port))
+            return sock
+        except OSError as exc:
+            sock.close()
+            if exc.errno != errno.EADDRINUSE or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
+
+
+def _head(data: bytes) -> tuple[str, str]:
+    """(request line, Host) of the start of an HTTP request."""
+    lines = data.split(b"\r\n\r\n", 1)[0].decode("latin-1").split("\r\n")
+    host = next((v.strip() for k, _, v in (h.partition(":") for h in lines[1:]) if k.lower() == "host"), "")
+    return lines[0], host
+
+
 def run_in_namespace(names: list[str], ca: Path, commands: list[list[str]], workdir: Path) -> str:
-    """Run `commands` under `unshare -m` with private hosts, CA bundle and resolver."""
+    """Run `commands` under `unshare -m` with private hosts, CA bundle and resolver.
+
+    The copies are bind-mounted inside a private mount namespace, so they
+    vanish with it; GNUPGHOME and HOME are a fresh directory, removed after
+    (a dirmngr started outside would have read the real files). Returns
+    stdout and stderr together.
+    """
     hosts = workdir / "hosts"
     hosts.write_text("127.0.0.1 localhost\n" + "".join(f"127.0.0.1 {n}\n" for n in names))
     bundle = workdir / "ca-certificates.crt"
     bundle.write_bytes(SYSTEM_BUNDLE.read_bytes() + b"\n" + ca.read_bytes())
     resolv = workdir / "resolv.conf"
     resolv.write_text("nameserver 127.0.0.1\n")
+    # Short, under /tmp: the gpg-agent and dirmngr sockets must fit.
     home = tempfile.mkdtemp(dir="/tmp", prefix="wkd.")
-    Path(home).chmod(0o700)
-    script = " && ".join(
-        [
-            f"mount --bind {hosts} /etc/hosts",
-            f"mount --bind {bundle} {SYSTEM_BUNDLE}",
-            f"mount --bind {resolv} /etc/resolv.conf",
-            f"export GNUPGHOME={home} HOME={home}",
-        ]
-    )
-    body = "; ".join(shlex.join(c) for c in commands)
-    result = subprocess.run(
-        ["unshare", "-m", "sh", "-c", f"{script} && {{ {body}; }}; gpgconf --kill all"],
-        capture_output=True,
-        timeout=120,
-    )
+    try:
+        script = " && ".join(
+            [
+                f"mount --bind {hosts} /etc/hosts",
+                f"mount --bind {bundle} {SYSTEM_BUNDLE}",
+                f"mount --bind {resolv} /etc/resolv.conf",
+                f"export GNUPGHOME={home} HOME={home}",
+            ]
+        )
+        body = "; ".join(shlex.join(c) for c in commands)
+        result = subprocess.run(
+            ["unshare", "-m", "sh", "-c", f"{script} && {{ {body}; }}; gpgconf --kill all"],
+            capture_output=True,
+            timeout=120,
+        )
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
     return result.stdout.decode(errors="replace") + result.stderr.decode(errors="replace")

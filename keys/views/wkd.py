@@ -1,75 +1,107 @@
 """Web Key Directory (draft-koch-openpgp-webkey-service).
 
-Direct method: https://<domain>/.well-known/openpgpkey/hu/<hash>?l=<local>,
-for the domain named by the Host header. Advanced method:
-https://openpgpkey.<domain>/.well-known/openpgpkey/<domain>/hu/<hash>, for
-Host openpgpkey.<domain> (or any host, with WKD_ADVANCED_ANY_HOST). Keys are
-found by the hash alone: gpg lowercases `l=`, sq keeps its case. GET and
-HEAD; binary keys (section 3.1); a policy file for every served domain
-(section 4.5); no directory listings (there are no routes for them).
+Direct method (section 3.1): https://<domain>/.well-known/openpgpkey/hu/<hash>?l=<local>,
+for the domain named by the Host header. Advanced method (section 3.1):
+https://openpgpkey.<domain>/.well-known/openpgpkey/<domain>/hu/<hash>?l=<local>,
+for Host openpgpkey.<domain>, or any host with WKD_ADVANCED_ANY_HOST (one
+server can then answer for many domains behind one name).
+
+Keys are found by the hash alone: `l=` is only a hint for servers that keep
+keys in files, gpg lowercases it and sq keeps its case. GET and HEAD only
+(section 3.1: the server MUST accept HEAD). A policy file for every served
+domain (section 4.5), the submission address only when one is configured
+(section 4.1). There are no directory listings: no route serves them.
+
+Everything that is not served is 404 through the error family (text/plain
+on /.well-known), including a malformed hash: to a client, a hash we could
+never have stored is the same as an address without a key.
 """
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
+from django.http.request import split_domain_port
 from django.views.decorators.http import require_safe
 
 from .. import wkd
 from ..errors import NotFound
 
+# Section 3.1: "SHOULD use application/octet-stream"; never armor.
 OCTETS = "application/octet-stream"
 TEXT = "text/plain; charset=utf-8"
 
 
-def _host_domain(request: HttpRequest) -> str:
-    return request.get_host().rsplit(":", 1)[0].strip("[]").lower()
+def _host(request: HttpRequest) -> str:
+    """The Host header's name: no port, lowercase, no trailing dot."""
+    return split_domain_port(request.get_host())[0]
 
 
-def _advanced_domain(request: HttpRequest, domain: str) -> str:
-    domain = domain.lower()
-    if not settings.WKD_ADVANCED_ANY_HOST and _host_domain(request) != f"openpgpkey.{domain}":
+def _direct_domain(request: HttpRequest) -> str:
+    domain = wkd.served_domain(_host(request))
+    if domain is None:
         raise NotFound()
     return domain
 
 
+def _advanced_domain(request: HttpRequest, raw: str) -> str:
+    """The domain of the advanced path, served for its openpgpkey. host.
+
+    With WKD_ADVANCED_ANY_HOST off, only Host openpgpkey.<domain> answers,
+    as the draft's URL has it; on, any name pointing here does.
+    """
+    domain = wkd.served_domain(raw)
+    if domain is None:
+        raise NotFound()
+    if not settings.WKD_ADVANCED_ANY_HOST and not _is_openpgpkey_host(_host(request), domain):
+        raise NotFound()
+    return domain
+
+
+def _is_openpgpkey_host(host: str, domain: str) -> bool:
+    prefix, _, rest = host.partition(".")
+    return prefix == "openpgpkey" and wkd.served_domain(rest) == domain
+
+
 def _key(domain: str, wkd_hash: str) -> HttpResponse:
-    if not wkd.is_served(domain) or not wkd.valid_hash(wkd_hash):
+    if not wkd.valid_hash(wkd_hash):
         raise NotFound()
     data = wkd.certificates(domain, wkd_hash)
     if not data:
         raise NotFound()
     response = HttpResponse(data, content_type=OCTETS)
+    # Keys change (new subkeys, revocations): clients must revalidate.
     response["Cache-Control"] = "no-cache"
     return response
 
 
 def _policy(domain: str) -> HttpResponse:
-    if not wkd.is_served(domain):
-        raise NotFound()
-    # An empty policy: no submission protocol claims, no restrictions.
+    # Section 4.5: the file must exist for a served domain and may be empty.
+    # We claim no flags: "protocol-version" is about the update protocol
+    # (mail submission), which this server does not speak.
     return HttpResponse("", content_type=TEXT)
 
 
 def _submission_address(domain: str) -> HttpResponse:
-    if not wkd.is_served(domain) or not settings.WKD_SUBMISSION_ADDRESS:
+    # Section 4.1: one line, the address to mail key submissions to.
+    if not settings.WKD_SUBMISSION_ADDRESS:
         raise NotFound()
     return HttpResponse(settings.WKD_SUBMISSION_ADDRESS.replace("{domain}", domain) + "\n", content_type=TEXT)
 
 
 @require_safe
 def direct_key(request: HttpRequest, wkd_hash: str) -> HttpResponse:
-    return _key(_host_domain(request), wkd_hash)
+    return _key(_direct_domain(request), wkd_hash)
 
 
 @require_safe
 def direct_policy(request: HttpRequest) -> HttpResponse:
-    return _policy(_host_domain(request))
+    return _policy(_direct_domain(request))
 
 
 @require_safe
 def direct_submission_address(request: HttpRequest) -> HttpResponse:
-    return _submission_address(_host_domain(request))
+    return _submission_address(_direct_domain(request))
 
 
 @require_safe

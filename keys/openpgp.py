@@ -30,6 +30,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import io
 import os
 import re
 from collections.abc import Iterable, Iterator
@@ -88,6 +89,9 @@ _CURVES = {
     "2b656f": ("X448", 448),
 }
 MAX_RSA_BITS = 4096
+# No packet of a key comes near this; refusing it early avoids reading (or
+# allocating) a claimed multi-gigabyte body.
+MAX_PACKET_BYTES = 16 * 1024 * 1024
 
 # A new-format packet with private tag 63 and a 16-byte body, appended after
 # the last component: everything Sequoia emits after it failed verification.
@@ -245,29 +249,37 @@ def armor(data: bytes) -> str:
 # Packet framing (RFC 9580, 4.2)
 
 
-def iter_packets(data: bytes) -> Iterator[Packet]:
-    pos, end = 0, len(data)
-    while pos < end:
-        start = pos
-        ctb = data[pos]
-        pos += 1
+def _read_packets(stream: BinaryIO) -> Iterator[tuple[int, bytes, int]]:
+    """(tag, raw packet, header length) for each packet of a stream.
+
+    Only the header is interpreted; partial and indeterminate lengths are
+    refused (they have no place in a transferable public key).
+    """
+    while header := stream.read(1):
+        ctb = header[0]
         if not ctb & 0x80:
             raise InvalidKey(_("This is not OpenPGP data."))
+        head = bytearray(header)
         if ctb & 0x40:
             tag = ctb & 0x3F
-            if pos >= end:
+            first = stream.read(1)
+            head += first
+            if not first:
                 raise InvalidKey(_("The key data is truncated."))
-            first = data[pos]
-            if first < 192:
-                length, pos = first, pos + 1
-            elif first < 224:
-                if pos + 2 > end:
+            if first[0] < 192:
+                length = first[0]
+            elif first[0] < 224:
+                second = stream.read(1)
+                head += second
+                if not second:
                     raise InvalidKey(_("The key data is truncated."))
-                length, pos = ((first - 192) << 8) + data[pos + 1] + 192, pos + 2
-            elif first == 255:
-                if pos + 5 > end:
+                length = ((first[0] - 192) << 8) + second[0] + 192
+            elif first[0] == 255:
+                four = stream.read(4)
+                head += four
+                if len(four) < 4:
                     raise InvalidKey(_("The key data is truncated."))
-                length, pos = int.from_bytes(data[pos + 1 : pos + 5], "big"), pos + 5
+                length = int.from_bytes(four, "big")
             else:
                 raise InvalidKey(_("Partial body lengths are not allowed in keys."))
         else:
@@ -275,25 +287,22 @@ def iter_packets(data: bytes) -> Iterator[Packet]:
             size = {0: 1, 1: 2, 2: 4}.get(ctb & 0x03)
             if size is None:
                 raise InvalidKey(_("Packets of indeterminate length are not allowed in keys."))
-            if pos + size > end:
+            raw_length = stream.read(size)
+            head += raw_length
+            if len(raw_length) < size:
                 raise InvalidKey(_("The key data is truncated."))
-            length = int.from_bytes(data[pos : pos + size], "big")
-            pos += size
-        if pos + length > end:
+            length = int.from_bytes(raw_length, "big")
+        if length > MAX_PACKET_BYTES:
+            raise InvalidKey(_("A packet of %(n)s bytes is too large for a key.") % {"n": length})
+        body = stream.read(length)
+        if len(body) < length:
             raise InvalidKey(_("The key data is truncated."))
-        yield Packet(tag, data[start : pos + length], data[pos : pos + length])
-        pos += length
+        yield tag, bytes(head) + body, len(head)
 
 
-def _new_packet(tag: int, body: bytes) -> bytes:
-    n = len(body)
-    if n < 192:
-        head = bytes([n])
-    elif n < 8384:
-        head = bytes([((n - 192) >> 8) + 192, (n - 192) & 0xFF])
-    else:
-        head = b"\xff" + n.to_bytes(4, "big")
-    return bytes([0xC0 | tag]) + head + body
+def iter_packets(data: bytes) -> Iterator[Packet]:
+    for tag, raw, head_length in _read_packets(io.BytesIO(data)):
+        yield Packet(tag, raw, raw[head_length:])
 
 
 # ---------------------------------------------------------------------------
@@ -744,58 +753,20 @@ def can_encrypt(info: CertInfo, now: datetime | None = None) -> bool:
 def iter_certificates(stream: BinaryIO, *, start: int = 0) -> Iterator[tuple[int, int, bytes]]:
     """Split a keyring or an SKS/Hockeypuck dump into certificates, streaming.
 
-    Yields (offset, end offset, raw bytes) per certificate, reading only
-    packet headers to find the boundaries (a new certificate starts at each
-    primary public key packet), so multi-gigabyte dumps never sit in memory.
-    Raises InvalidKey at a malformed packet header, with the offset.
+    Yields (offset, end offset, raw bytes) per certificate. Only packet
+    headers are read to find the boundaries (a certificate starts at each
+    primary public or secret key packet), so multi-gigabyte dumps never sit
+    in memory. Raises InvalidKey at a malformed packet header.
     """
     stream.seek(start)
-    offset = start
+    offset = current_start = start
     current = bytearray()
-    current_start = start
-    while True:
-        header = stream.read(1)
-        if not header:
-            break
-        ctb = header[0]
-        if not ctb & 0x80:
-            raise InvalidKey(_("Not OpenPGP data at byte %(offset)s.") % {"offset": offset})
-        head = bytearray(header)
-        if ctb & 0x40:
-            tag = ctb & 0x3F
-            first = stream.read(1)
-            if not first:
-                break
-            head += first
-            if first[0] < 192:
-                length = first[0]
-            elif first[0] < 224:
-                second = stream.read(1)
-                head += second
-                length = ((first[0] - 192) << 8) + second[0] + 192
-            elif first[0] == 255:
-                four = stream.read(4)
-                head += four
-                length = int.from_bytes(four, "big")
-            else:
-                raise InvalidKey(_("Partial body lengths are not allowed in keys."))
-        else:
-            tag = (ctb >> 2) & 0x0F
-            size = {0: 1, 1: 2, 2: 4}.get(ctb & 0x03)
-            if size is None:
-                raise InvalidKey(_("Packets of indeterminate length are not allowed in keys."))
-            raw_length = stream.read(size)
-            head += raw_length
-            length = int.from_bytes(raw_length, "big")
-        body = stream.read(length)
-        if len(body) < length:
-            raise InvalidKey(_("The key data is truncated."))
+    for tag, raw, _head_length in _read_packets(stream):
         if tag in (PUBKEY, SECKEY) and current:
             yield current_start, offset, bytes(current)
             current = bytearray()
             current_start = offset
-        current += head
-        current += body
-        offset += len(head) + length
+        current += raw
+        offset += len(raw)
     if current:
         yield current_start, offset, bytes(current)

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 from django.conf import settings
 from django.db import IntegrityError, transaction
@@ -463,34 +464,23 @@ def key_for_upload_token(plain: str) -> Key:
 # Lookups: one indexed query each, precomputed bytes only.
 
 
-def _ordered(keys: QuerySet[Key]) -> QuerySet[Key]:
-    """Valid keys first, then revoked or expired; newest created first."""
+def best_first(rows: QuerySet[Any], key: str = "") -> QuerySet[Any]:
+    """Publication rule 4's order: valid keys first, then revoked or expired;
+    newest created first. `key` is the path to the Key ("key__" for bindings)."""
     now = clock.now()
-    return keys.annotate(
+    return rows.annotate(
         invalid=Case(
-            When(Q(revoked=True) | Q(expires__lte=now), then=Value(1)),
+            When(Q(**{f"{key}revoked": True}) | Q(**{f"{key}expires__lte": now}), then=Value(1)),
             default=Value(0),
             output_field=IntegerField(),
         )
-    ).order_by("invalid", "-created", "fingerprint")
+    ).order_by("invalid", f"-{key}created", f"{key}fingerprint")
 
 
 def published_bindings(address: str, *, state: str = State.PUBLISHED) -> list[Binding]:
     """Published bindings of an address (per-address certificates), best first."""
-    now = clock.now()
-    return list(
-        Binding.objects.filter(address=address, state=state, key__blocked=False)
-        .select_related("key")
-        .defer("key__data", "key__published", "key__published_armor")
-        .annotate(
-            invalid=Case(
-                When(Q(key__revoked=True) | Q(key__expires__lte=now), then=Value(1)),
-                default=Value(0),
-                output_field=IntegerField(),
-            )
-        )
-        .order_by("invalid", "-key__created", "key__fingerprint")
-    )
+    rows = Binding.objects.filter(address=address, state=state, key__blocked=False).select_related("key")
+    return list(best_first(rows.defer("key__data", "key__published", "key__published_armor"), "key__"))
 
 
 def cached_bindings(address: str) -> list[Binding]:
@@ -501,7 +491,7 @@ def cached_bindings(address: str) -> list[Binding]:
 def keys_for_email(address: str) -> list[Key]:
     """Keys with this address published, best first."""
     return list(
-        _ordered(
+        best_first(
             Key.objects.filter(blocked=False, bindings__address=address, bindings__state=State.PUBLISHED)
         ).defer("data")
     )
@@ -515,16 +505,16 @@ def key_by_fingerprint(fpr: str) -> Key | None:
     """The key with this primary or subkey fingerprint."""
     key = Key.objects.defer("data").filter(SERVED_BY_ID, fingerprint=fpr).first()
     if key is None:
-        key = _ordered(Key.objects.filter(SERVED_BY_ID, subkeys__fingerprint=fpr)).defer("data").first()
+        key = best_first(Key.objects.filter(SERVED_BY_ID, subkeys__fingerprint=fpr)).defer("data").first()
     return key
 
 
 def keys_by_keyid(keyid: str) -> list[Key]:
     """Keys whose primary key or a subkey has this long key id."""
-    keys = list(_ordered(Key.objects.filter(SERVED_BY_ID, key_id=keyid)).defer("data"))
+    keys = list(best_first(Key.objects.filter(SERVED_BY_ID, key_id=keyid)).defer("data"))
     if not keys:
         keys = list(
-            _ordered(Key.objects.filter(SERVED_BY_ID, subkeys__key_id=keyid).distinct()).defer("data")
+            best_first(Key.objects.filter(SERVED_BY_ID, subkeys__key_id=keyid).distinct()).defer("data")
         )
     return keys
 

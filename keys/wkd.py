@@ -13,11 +13,11 @@ from typing import Any
 
 import idna
 from django.conf import settings
-from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
+from django.db.models import QuerySet
 
-from . import clock
 from .identifiers import ZBASE32_ALPHABET
 from .models import Binding
+from .services import best_first
 
 _ALPHABET = frozenset(ZBASE32_ALPHABET)
 # SHA-1 is 160 bits: 32 z-base-32 characters of 5 bits each (section 3.1).
@@ -63,21 +63,10 @@ def published(domain: str, wkd_hash: str) -> QuerySet[Any, bytes | memoryview]:
     One query on binding_wkd (domain, wkd_hash, state), joined to Key for
     the order and the policy block.
     """
-    now = clock.now()
-    return (
-        Binding.objects.filter(
-            domain=domain, wkd_hash=wkd_hash, state=Binding.State.PUBLISHED, key__blocked=False
-        )
-        .annotate(
-            invalid=Case(
-                When(Q(key__revoked=True) | Q(key__expires__lte=now), then=Value(1)),
-                default=Value(0),
-                output_field=IntegerField(),
-            )
-        )
-        .order_by("invalid", "-key__created", "key__fingerprint")
-        .values_list("certificate", flat=True)
+    rows = Binding.objects.filter(
+        domain=domain, wkd_hash=wkd_hash, state=Binding.State.PUBLISHED, key__blocked=False
     )
+    return best_first(rows, "key__").values_list("certificate", flat=True)
 
 
 def certificates(domain: str, wkd_hash: str) -> bytes:

@@ -225,3 +225,20 @@ def gpg_factory() -> Iterator:
     yield make
     for home in homes:
         home.close()
+
+
+@pytest.fixture
+def serve_raw() -> Iterator:
+    """Start misbehaving or scripted TCP upstreams (tests/upstreams.py), closed after the test."""
+    from . import upstreams
+
+    servers = []
+
+    def start(behaviour):
+        server = upstreams.RawServer(behaviour)
+        servers.append(server)
+        return server
+
+    yield start
+    for server in servers:
+        server.close()

@@ -53,20 +53,6 @@ def add_source(
     )
 
 
-@pytest.fixture
-def serve_raw():
-    servers = []
-
-    def start(behaviour):
-        server = upstreams.RawServer(behaviour)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.close()
-
-
 def wkd_status(client, address: str) -> int:
     domain = address.split("@")[1]
     return client.get(

@@ -16,48 +16,34 @@ def _loopback_allowed(settings):
     settings.FEDERATION_ALLOWED_NETWORKS = ["127.0.0.0/8"]
 
 
-@pytest.fixture
-def serve():
-    servers = []
-
-    def start(behaviour):
-        server = upstreams.RawServer(behaviour)
-        servers.append(server)
-        return server
-
-    yield start
-    for server in servers:
-        server.close()
-
-
-def test_a_normal_answer(serve):
-    server = serve(upstreams.answer(200, b"hello"))
+def test_a_normal_answer(serve_raw):
+    server = serve_raw(upstreams.answer(200, b"hello"))
     response = outbound.get(server.url + "/x", timeout=2)
     assert (response.status, response.body) == (200, b"hello")
 
 
 @pytest.mark.parametrize("behaviour", [upstreams.silent, upstreams.drip, upstreams.drip_headers])
-def test_a_slow_upstream_is_cut_at_the_total_deadline(serve, behaviour):
-    server = serve(behaviour)
+def test_a_slow_upstream_is_cut_at_the_total_deadline(serve_raw, behaviour):
+    server = serve_raw(behaviour)
     started = time.monotonic()
     with pytest.raises(outbound.OutboundError, match="within 2 s"):
         outbound.get(server.url, timeout=2)
     assert time.monotonic() - started < 3
 
 
-def test_garbage_is_a_clear_error(serve):
-    server = serve(upstreams.garbage)
+def test_garbage_is_a_clear_error(serve_raw):
+    server = serve_raw(upstreams.garbage)
     with pytest.raises(outbound.OutboundError):
         outbound.get(server.url, timeout=2)
 
 
-def test_a_429_is_returned_to_the_caller(serve):
-    server = serve(upstreams.too_many)
+def test_a_429_is_returned_to_the_caller(serve_raw):
+    server = serve_raw(upstreams.too_many)
     assert outbound.get(server.url, timeout=2).status == 429
 
 
-def test_an_oversized_answer_is_cut(serve, settings):
-    server = serve(upstreams.huge)
+def test_an_oversized_answer_is_cut(serve_raw, settings):
+    server = serve_raw(upstreams.huge)
     with pytest.raises(outbound.OutboundError, match="larger than"):
         outbound.get(server.url, timeout=5, max_bytes=100_000)
 

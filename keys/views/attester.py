@@ -7,7 +7,6 @@ read. Errors are `{"error": {"code", "message"}}` (keys.middleware); the
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from django.http import HttpRequest, HttpResponse, JsonResponse
@@ -20,6 +19,7 @@ from .. import attester, oidc
 from ..errors import InvalidKey, KeyserverError, NoKeyUploaded
 from ..identifiers import normalize_email
 from ..ratelimit import client_ip
+from .common import json_object
 
 TEXT = "text/plain; charset=utf-8"
 MAX_LOOKUPS = 50
@@ -27,16 +27,6 @@ MAX_LOOKUPS = 50
 
 def _token(request: HttpRequest) -> str | None:
     return oidc.bearer_token(request.META.get("HTTP_AUTHORIZATION", ""))
-
-
-def _json(request: HttpRequest) -> dict[str, Any]:
-    try:
-        data = json.loads(request.body or b"")
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise KeyserverError(_("The request body is not valid JSON.")) from None
-    if not isinstance(data, dict):
-        raise KeyserverError(_("The request body must be a JSON object."))
-    return data
 
 
 def _pubkey(data: dict[str, Any]) -> bytes:
@@ -71,7 +61,7 @@ def pub(request: HttpRequest, query: str) -> HttpResponse:
 @csrf_exempt
 @require_POST
 def welcome_message(request: HttpRequest) -> HttpResponse:
-    data = _json(request)
+    data = json_object(request)
     sent = attester.welcome(
         _email(data),
         _pubkey(data),
@@ -86,7 +76,7 @@ def welcome_message(request: HttpRequest) -> HttpResponse:
 @require_POST
 def legacy_submit(request: HttpRequest) -> HttpResponse:
     """Legacy `POST /initial/legacy_submit` {email, pubkey} → {"saved": bool}."""
-    data = _json(request)
+    data = json_object(request)
     attester.submit(
         _email(data),
         _pubkey(data),
@@ -101,7 +91,7 @@ def legacy_submit(request: HttpRequest) -> HttpResponse:
 @require_POST
 def lookup_email(request: HttpRequest) -> HttpResponse:
     """Legacy `POST /lookup/email` {"email": [...]} → {"results": [...]}."""
-    data = _json(request)
+    data = json_object(request)
     emails = data.get("email")
     if isinstance(emails, str):
         emails = [emails]

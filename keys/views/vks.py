@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 from typing import Any
 
 from django.conf import settings
@@ -19,7 +18,7 @@ from .. import services
 from ..errors import InvalidKey, InvalidToken, KeyserverError, NoKeyUploaded, NotFound
 from ..identifiers import Query, normalize_email, parse_fingerprint, parse_keyid
 from ..ratelimit import client_ip
-from .common import key_response
+from .common import json_object, key_response
 
 
 @require_safe
@@ -49,13 +48,7 @@ def _json_body(request: HttpRequest) -> dict[str, Any]:
             _("expected application/json data. see %(url)s/about/api for api docs.")
             % {"url": settings.SITE_URL}
         )
-    try:
-        data = json.loads(request.body or b"")
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise KeyserverError(_("The request body is not valid JSON.")) from None
-    if not isinstance(data, dict):
-        raise KeyserverError(_("The request body must be a JSON object."))
-    return data
+    return json_object(request)
 
 
 def _keytext_bytes(keytext: str) -> bytes:

@@ -257,8 +257,11 @@ def test_lookups_answer_head_requests(client, cast, ks):
     assert client.head(f"/vks/v1/by-fingerprint/{cast.bob.fingerprint}").status_code == 200
 
 
-def test_hkp_unknown_operation_is_501(client):
+def test_hkp_unsupported_operations_are_501_and_unknown_ones_400(client):
+    assert client.get("/pks/lookup", {"op": "hget", "search": "a@b.org"}).status_code == 501
     assert client.get("/pks/lookup", {"op": "x-nonsense", "search": "a@b.org"}).status_code == 501
+    unknown = client.get("/pks/lookup", {"op": "delete-everything", "search": "a@b.org"})
+    assert unknown.status_code == 400 and b"Unknown operation" in unknown.content
 
 
 def test_hkp_stats(client, cast, ks):

@@ -49,8 +49,11 @@ def lookup(request: HttpRequest) -> HttpResponse:
     op = request.GET.get("op", "get")
     if op in ("stats", "x-stats"):
         return HttpResponse(json.dumps(services.stats()), content_type="application/json")
-    if op not in ("get", "index", "vindex"):
+    if op in ("hget", "x-hget", "photo") or op.startswith("x-"):
+        # Real HKP operations this server does not implement (HKP draft, 3.1.2).
         return HttpResponse(_("Operation not supported.") + "\n", status=501, content_type=TEXT)
+    if op not in ("get", "index", "vindex"):
+        raise InvalidQuery(_("Unknown operation: use op=get, index, vindex or stats."))
     search = request.GET.get("search", "")
     if not search:
         raise InvalidQuery()

@@ -14,13 +14,17 @@ from django.views.decorators.http import require_safe
 from keys import openpgp, ratelimit
 from keys.errors import InvalidQuery, KeyserverError, NotFound, RateLimited
 from keys.identifiers import Query, domain_of, normalize_email
+from keys.models import PolicyBlock
 from keys.ratelimit import client_ip
 
-from .lookup import authoritative_sources
+from . import outbound
+from .lookup import authoritative_sources, sources
 from .models import Source
-from .sources import SourceError, upstream_for
+from .sources import LdapUnavailable, SourceError, upstream_for
 
-_HOST = re.compile(r"^[a-z0-9.-]+(:[0-9]{1,5})?$")
+_LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
+_SERVER = re.compile(rf"^(?P<host>{_LABEL}(?:\.{_LABEL})*)(?::(?P<port>[0-9]{{1,5}}))?$")
+LDAP_PORT = 389
 
 
 class ForbiddenServer(KeyserverError):
@@ -33,70 +37,132 @@ class UpstreamFailed(KeyserverError):
     default_message = gettext_lazy("The organisation's directory could not be asked.")
 
 
-def _allowed(host: str, address: str) -> bool:
-    """Configured hosts, the hosts of LDAP sources, and keys.<domain> of the address."""
-    name = host.split(":")[0]
-    if name in settings.LDAP_RELAY_ALLOWED_HOSTS or host in settings.LDAP_RELAY_ALLOWED_HOSTS:
-        return True
-    for url in Source.objects.filter(kind=Source.Kind.LDAP, enabled=True).values_list("url", flat=True):
-        if urlsplit(url).hostname == name:
-            return True
-    return settings.LDAP_RELAY_ALLOW_KEYS_SUBDOMAINS and name == f"keys.{domain_of(address)}"
+class LdapMissing(KeyserverError):
+    """python-ldap is not installed on this server (the message says how to fix it)."""
+
+    status = 503
+
+
+def _server(raw: str) -> tuple[str, int]:
+    """`host` or `host:port` → (host, port); anything else is a 400."""
+    match = _SERVER.match(raw.strip().lower())
+    port = int(match.group("port") or LDAP_PORT) if match else 0
+    if not match or not 0 < port < 65536 or len(match.group("host")) > 253:
+        raise InvalidQuery(_("server must be a host name."))
+    return match.group("host"), port
+
+
+def _relay_target(host: str, port: int, address: str) -> Source:
+    """The server as a throwaway source if the relay may ask it, else 403.
+
+    Allowed: LDAP_RELAY_ALLOWED_HOSTS (`host` means port 389, `host:port`
+    that port), the host and port of every enabled LDAP source (with its URL
+    scheme and TLS options, never its bind credentials), and, with
+    LDAP_RELAY_ALLOW_KEYS_SUBDOMAINS, `keys.<domain of the address>` on 389.
+    """
+    options: dict[str, object] = {"layout": "keyserver"}
+    scheme = "ldap"
+    allowed = False
+    for entry in settings.LDAP_RELAY_ALLOWED_HOSTS:
+        name, _sep, entry_port = str(entry).strip().lower().partition(":")
+        if name == host and (int(entry_port) if entry_port.isdigit() else LDAP_PORT) == port:
+            allowed = True
+    for row in sources():
+        if row.kind != Source.Kind.LDAP:
+            continue
+        try:
+            parts = urlsplit(row.url)
+            row_port = parts.port or (636 if parts.scheme == "ldaps" else LDAP_PORT)
+        except ValueError:
+            continue
+        if parts.hostname == host and row_port == port:
+            allowed = True
+            scheme = parts.scheme
+            row_options = row.options or {}
+            options.update({k: row_options[k] for k in ("starttls", "ca_file") if k in row_options})
+            break
+    if (
+        settings.LDAP_RELAY_ALLOW_KEYS_SUBDOMAINS
+        and host == f"keys.{domain_of(address)}"
+        and port == LDAP_PORT
+    ):
+        allowed = True
+    if not allowed:
+        raise ForbiddenServer()
+    return Source(
+        name=f"relay:{host}:{port}",
+        kind=Source.Kind.LDAP,
+        url=f"{scheme}://{host}:{port}",
+        timeout=settings.FEDERATION_SOURCE_TIMEOUT,
+        options=options,
+    )
 
 
 @require_safe
 def ldap_relay(request: HttpRequest) -> HttpResponse:
     """GET /ldap-relay?server=<host>&search=<email> (Attester).
 
-    Looks the address up on an allowed LDAP keyserver and relays only what
-    verifies, reduced to the address's user IDs; nothing is stored.
+    Looks the address up on an allowed OpenPGP LDAP keyserver and relays only
+    keys that verify, reduced to the user IDs of that address; stores nothing.
     """
-    server = request.GET.get("server", "").strip().lower()
+    host, port = _server(request.GET.get("server", ""))
     address = normalize_email(request.GET.get("search", ""))
-    if not _HOST.match(server):
-        raise InvalidQuery(_("server must be a host name."))
-    if not _allowed(server, address):
-        raise ForbiddenServer()
+    row = _relay_target(host, port, address)
     if not ratelimit.allow(f"ldap-relay:{client_ip(request)}", settings.FEDERATION_RATE_PER_CLIENT):
         raise RateLimited()
-    row = Source(
-        name=f"relay:{server}",
-        kind=Source.Kind.LDAP,
-        url=f"ldap://{server}",
-        timeout=settings.FEDERATION_SOURCE_TIMEOUT,
-        options={"layout": "keyserver"},
-    )
     try:
-        blocks = upstream_for(row).fetch(Query("email", address))
-    except SourceError as exc:
-        if exc.permanent and "non-public" in exc.message:
-            raise ForbiddenServer(_("Private and loopback addresses may not be queried.")) from None
+        outbound.resolve(host, port)  # the same guard as every outbound call
+    except outbound.ForbiddenTarget:
+        raise ForbiddenServer(_("Private and loopback addresses may not be queried.")) from None
+    except outbound.OutboundError:
         raise NotFound(_("No OpenPGP LDAP server on this address.")) from None
-    armored = _verified_for(address, blocks)
-    if not armored:
+    upstream = upstream_for(row)
+    try:
+        blocks = upstream.fetch(Query("email", address))
+    except SourceError as exc:
+        if isinstance(upstream, LdapUnavailable):
+            raise LdapMissing(exc.message) from None
+        raise NotFound(_("No OpenPGP LDAP server on this address.")) from None
+    certs = _certs_for(address, blocks)
+    if not certs or PolicyBlock.blocked_addresses([address]):
         raise NotFound()
+    armored = [openpgp.armor(openpgp.publishable(c, [address])) for c in certs]
     return HttpResponse("".join(armored), content_type="text/plain; charset=utf-8")
 
 
-def _verified_for(address: str, blocks: list[bytes]) -> list[str]:
-    out: list[str] = []
+def _certs_for(address: str, blocks: list[bytes], *, policy: bool = True) -> list[openpgp.CertInfo]:
+    """Verified public certificates with a valid user ID for the address,
+    newest first, once each; with `policy`, none removed from distribution."""
+    found: dict[str, openpgp.CertInfo] = {}
     for block in blocks:
         try:
             certs = openpgp.parse(block).certs
         except KeyserverError:
-            continue
-        out.extend(openpgp.armor(openpgp.publishable(c, [address])) for c in certs if address in c.emails)
-    return out
+            continue  # not a key, a secret key, too large...
+        for cert in certs:
+            if address in cert.emails and cert.fingerprint not in found:
+                found[cert.fingerprint] = cert
+    blocked = set()
+    if policy:
+        blocked = set(
+            PolicyBlock.objects.filter(fingerprint__in=list(found)).values_list("fingerprint", flat=True)
+        )
+    return sorted(
+        (c for fpr, c in found.items() if fpr not in blocked), key=lambda c: c.created, reverse=True
+    )
 
 
 @require_safe
 def directory_check(request: HttpRequest) -> HttpResponse:
     """GET /api/v1/directory-check?email=&fingerprint= → {"match", "fingerprints"}.
 
-    Asks the organisation's directory (the sources authoritative for the
-    address's domain) afresh, not the local copy: a client can refuse to
-    import a private key whose fingerprint the directory does not hold.
-    No authoritative source for the domain: no match, no fingerprints.
+    Asks the organisation's directory (every source authoritative for the
+    address's domain) afresh, not the local copy, so that a client can refuse
+    to import a private key whose fingerprint the directory does not hold.
+    "fingerprints": the primary fingerprints of the keys the directory holds
+    with a valid user ID for the address. No authoritative source for the
+    domain: no match and no fingerprints. A source that cannot be asked
+    makes the answer a 502 unless another one already matched.
     """
     address = normalize_email(request.GET.get("email", ""))
     given = "".join(request.GET.get("fingerprint", "").split()).upper().removeprefix("0X")
@@ -105,22 +171,19 @@ def directory_check(request: HttpRequest) -> HttpResponse:
     if not ratelimit.allow(f"directory-check:{client_ip(request)}", settings.FEDERATION_RATE_PER_CLIENT):
         raise RateLimited()
     fingerprints: list[str] = []
-    failures = 0
-    sources = authoritative_sources(domain_of(address))
-    for source in sources:
+    failed = False
+    for source in authoritative_sources(domain_of(address)):
         try:
             blocks = upstream_for(source).fetch(Query("email", address))
         except SourceError:
-            failures += 1
+            failed = True
             continue
-        for block in blocks:
-            try:
-                certs = openpgp.parse(block).certs
-            except KeyserverError:
-                continue
-            fingerprints += [
-                c.fingerprint for c in certs if address in c.emails and c.fingerprint not in fingerprints
-            ]
-    if sources and failures == len(sources):
+        fingerprints += [
+            c.fingerprint
+            for c in _certs_for(address, blocks, policy=False)
+            if c.fingerprint not in fingerprints
+        ]
+    match = given in fingerprints
+    if failed and not match:
         raise UpstreamFailed()
-    return JsonResponse({"match": given in fingerprints, "fingerprints": fingerprints})
+    return JsonResponse({"match": match, "fingerprints": fingerprints})

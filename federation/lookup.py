@@ -138,11 +138,11 @@ class Outcome:
 def fallback(query: Query, *, client: str) -> Outcome:
     """Ask upstream for `query` and import what matches. Lookups then read rows."""
     outcome = Outcome(asked=[], errors=[])
-    negative = f"neg:{query.kind}:{query.value}"
-    if cache.get(negative):
-        return outcome
     candidates = [s for s in chain(query) if upstream_for(s).can_answer(query)]
     if not candidates:
+        return outcome
+    negative = f"neg:{query.kind}:{query.value}"
+    if cache.get(negative):
         return outcome
     if not ratelimit.allow(f"fallback-ip:{client}", settings.FEDERATION_RATE_PER_CLIENT):
         raise RateLimited(_("Too many lookups from your address. Please try again later."))

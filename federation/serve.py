@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 from keys import openpgp, services
 from keys.identifiers import Query
-from keys.models import Key
+from keys.models import Binding, Key
 
 from .lookup import fallback
 
@@ -29,11 +29,14 @@ class Served:
 
 def for_email(address: str, *, client: str, per_address: bool = False) -> list[Served]:
     """Published keys for the address; else cached ones, asking upstream once."""
-    published = services.published_bindings(address)
+    # One query for both; published ones win, cached ones are the fallback.
+    found = services.published_bindings(address, state=services.SERVED_STATES)
+    published = [b for b in found if b.state == Binding.State.PUBLISHED]
     if not published:
-        cached = services.cached_bindings(address)
+        cached = [b for b in found if b.state == Binding.State.CACHED]
         if not cached:
-            fallback(Query("email", address), client=client)
+            if fallback(Query("email", address), client=client).found is None:
+                return []
             published = services.published_bindings(address)
             cached = services.cached_bindings(address)
         if not published:
@@ -56,8 +59,7 @@ def for_id(query: Query, *, client: str) -> list[Served]:
     """Keys by fingerprint or key id: the published form, else the fallback
     form (cached addresses), else the bare key (no user IDs)."""
     keys = _local(query)
-    if not keys:
-        fallback(query, client=client)
+    if not keys and fallback(query, client=client).found is not None:
         keys = _local(query)
     served = []
     for key in keys:

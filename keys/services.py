@@ -477,10 +477,11 @@ def best_first(rows: QuerySet[Any], key: str = "") -> QuerySet[Any]:
     ).order_by("invalid", f"-{key}created", f"{key}fingerprint")
 
 
-def published_bindings(address: str, *, state: str = State.PUBLISHED) -> list[Binding]:
-    """Published bindings of an address (per-address certificates), best first."""
-    rows = Binding.objects.filter(address=address, state=state, key__blocked=False).select_related("key")
-    return list(best_first(rows.defer("key__data", "key__published", "key__published_armor"), "key__"))
+def published_bindings(address: str, *, state: str | tuple[str, ...] = State.PUBLISHED) -> list[Binding]:
+    """Bindings of an address in `state` (per-address certificates), best first."""
+    states = (state,) if isinstance(state, str) else state
+    rows = Binding.objects.filter(address=address, state__in=states, key__blocked=False).select_related("key")
+    return list(best_first(rows.defer("key__data"), "key__"))
 
 
 def cached_bindings(address: str) -> list[Binding]:

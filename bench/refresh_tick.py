@@ -26,13 +26,9 @@ TICKS = int(os.environ.get("BENCH_TICKS", "10"))
 
 
 def main() -> None:
-    import psycopg
+    from benchdb import fresh_database
 
-    url = os.environ["DATABASE_URL"]
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
+    fresh_database(os.environ["DATABASE_URL"])
     import django
 
     django.setup()

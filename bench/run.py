@@ -33,16 +33,6 @@ N_KEYS = int(os.environ.get("BENCH_KEYS", "1000"))
 N_LOOKUPS = int(os.environ.get("BENCH_LOOKUPS", "500"))
 
 
-def ensure_database() -> None:
-    import psycopg
-
-    url = os.environ["DATABASE_URL"]
-    name = url.rsplit("/", 1)[1]
-    with psycopg.connect(url.rsplit("/", 1)[0] + "/postgres", autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        conn.execute(f'CREATE DATABASE "{name}"')
-
-
 def percentiles(samples: list[float]) -> tuple[float, float, float]:
     ordered = sorted(samples)
     return (
@@ -53,7 +43,9 @@ def percentiles(samples: list[float]) -> tuple[float, float, float]:
 
 
 def main() -> None:
-    ensure_database()
+    from benchdb import fresh_database
+
+    fresh_database(os.environ["DATABASE_URL"])
     import django
 
     django.setup()

@@ -85,8 +85,9 @@ def authoritative_sources(domain: str, rows: list[Source] | None = None) -> list
     return [s for s in (rows if rows is not None else sources()) if domain in s.authoritative_domains]
 
 
-def is_authoritative_domain(domain: str) -> bool:
-    return bool(authoritative_sources(domain))
+def authoritative_domains() -> set[str]:
+    """Every domain some enabled source is the only authority for (one query)."""
+    return {d for s in sources() for d in s.authoritative_domains}
 
 
 def chain(query: Query) -> list[Source]:
@@ -215,10 +216,11 @@ def _bind(key: Key, source: Source, query: Query) -> None:
         if query.kind == "email":
             bindings = bindings.filter(address=query.value)
         changed = False
+        organisation = authoritative_domains()
         for binding in bindings:
             if binding.domain in source.authoritative_domains:
                 binding.state, binding.validation = State.PUBLISHED, Validation.ORG_DIRECTORY
-            elif is_authoritative_domain(binding.domain):
+            elif binding.domain in organisation:
                 continue  # another source speaks for that domain
             else:
                 binding.state, binding.validation = State.CACHED, VALIDATION[Source.Kind(source.kind)]

@@ -29,16 +29,12 @@ class Served:
 
 def for_email(address: str, *, client: str, per_address: bool = False) -> list[Served]:
     """Published keys for the address; else cached ones, asking upstream once."""
-    # One query for both; published ones win, cached ones are the fallback.
-    found = services.published_bindings(address, state=services.SERVED_STATES)
-    published = [b for b in found if b.state == Binding.State.PUBLISHED]
+    published, cached = _served_bindings(address)
     if not published:
-        cached = [b for b in found if b.state == Binding.State.CACHED]
         if not cached:
             if fallback(Query("email", address), client=client).found is None:
                 return []
-            published = services.published_bindings(address)
-            cached = services.cached_bindings(address)
+            published, cached = _served_bindings(address)
         if not published:
             return [
                 Served(b.key, bytes(b.certificate), _uids_for(b.key.fallback_user_ids, address))
@@ -68,6 +64,15 @@ def for_id(query: Query, *, client: str) -> list[Served]:
         else:
             served.append(Served(key, bytes(key.fallback), key.fallback_user_ids, key.fallback_armor))
     return served
+
+
+def _served_bindings(address: str) -> tuple[list[Binding], list[Binding]]:
+    """(published, cached) bindings of the address, best first, in one query."""
+    found = services.published_bindings(address, state=services.SERVED_STATES)
+    return (
+        [b for b in found if b.state == Binding.State.PUBLISHED],
+        [b for b in found if b.state == Binding.State.CACHED],
+    )
 
 
 def _local(query: Query) -> list[Key]:

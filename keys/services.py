@@ -313,10 +313,11 @@ def request_verification(
         key = Key.objects.select_for_update().get(pk=key.pk)
         if key.revoked or key.blocked:
             return status(key)
+        organisation = _organisation_domains()
         for binding in key.bindings.filter(address__in=requested).order_by("id"):
             if binding.state not in (State.UNPUBLISHED, State.PENDING, State.CACHED):
                 continue
-            if _directory_speaks_for(binding.domain):
+            if binding.domain in organisation:
                 continue  # rule 7: not published over the organisation's directory
             address_bucket = f"mail-addr:{binding.address}"
             if not ratelimit.allow(address_bucket, settings.RATE_MAIL_PER_ADDRESS):
@@ -337,11 +338,11 @@ def request_verification(
     return status(key)
 
 
-def _directory_speaks_for(domain: str) -> bool:
-    """Whether the organisation's directory is the only authority for `domain`."""
-    from federation.lookup import is_authoritative_domain
+def _organisation_domains() -> set[str]:
+    """Domains the organisation's directory is the only authority for (rule 7)."""
+    from federation.lookup import authoritative_domains
 
-    return is_authoritative_domain(domain)
+    return authoritative_domains()
 
 
 def _mark_pending(binding: Binding) -> None:
@@ -383,7 +384,7 @@ def confirm(plain: str, *, actor: str = "") -> Binding:
             or key.blocked
             or binding.state in (State.REVOKED, State.REMOVED_BY_POLICY)
             or PolicyBlock.blocked_addresses([binding.address])
-            or _directory_speaks_for(binding.domain)
+            or binding.domain in _organisation_domains()
         ):
             raise InvalidToken(_("This address can no longer be confirmed for this key."))
         _publish(key, binding, Validation.EMAIL_CONFIRMED, actor=actor or "email")
@@ -482,20 +483,6 @@ def published_bindings(address: str, *, state: str | tuple[str, ...] = State.PUB
     states = (state,) if isinstance(state, str) else state
     rows = Binding.objects.filter(address=address, state__in=states, key__blocked=False).select_related("key")
     return list(best_first(rows.defer("key__data"), "key__"))
-
-
-def cached_bindings(address: str) -> list[Binding]:
-    """Bindings found upstream for an address (rule 3), best first."""
-    return [b for b in published_bindings(address, state=State.CACHED)]
-
-
-def keys_for_email(address: str) -> list[Key]:
-    """Keys with this address published, best first."""
-    return list(
-        best_first(
-            Key.objects.filter(blocked=False, bindings__address=address, bindings__state=State.PUBLISHED)
-        ).defer("data")
-    )
 
 
 # Served by id: keys not removed, and removed keys that carry a revocation.

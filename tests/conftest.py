@@ -186,6 +186,7 @@ class Gpg:
         return result
 
     def generate(self, uid: str, algo: str = "future-default") -> str:
+        """A new key without passphrase; returns its fingerprint (the newest key)."""
         self.run(
             "--passphrase",
             "",
@@ -197,7 +198,9 @@ class Gpg:
             "default",
             "never",
         )
-        return self.fingerprint(uid)
+        out = self.run("--with-colons", "--list-keys").stdout.decode().splitlines()
+        primaries = [out[i + 1].split(":")[9] for i, line in enumerate(out) if line.startswith("pub:")]
+        return primaries[-1]
 
     def fingerprint(self, who: str) -> str:
         out = self.run("--with-colons", "--list-keys", who).stdout.decode()

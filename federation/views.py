@@ -13,9 +13,10 @@ from django.views.decorators.http import require_safe
 
 from keys import openpgp, ratelimit
 from keys.errors import InvalidQuery, KeyserverError, NotFound, RateLimited
-from keys.identifiers import Query, domain_of, normalize_email
+from keys.identifiers import Query, domain_of, parse_address
 from keys.models import PolicyBlock
 from keys.ratelimit import client_ip
+from keys.views.common import raw_query
 
 from . import outbound
 from .lookup import authoritative_sources, sources
@@ -106,7 +107,8 @@ def ldap_relay(request: HttpRequest) -> HttpResponse:
     keys that verify, reduced to the user IDs of that address; stores nothing.
     """
     host, port = _server(request.GET.get("server", ""))
-    address = normalize_email(request.GET.get("search", ""))
+    # The address from the raw query: a `+` in it stays a `+`.
+    address = parse_address(raw_query(request).get("search", ""))
     row = _relay_target(host, port, address)
     if not ratelimit.allow(f"ldap-relay:{client_ip(request)}", settings.FEDERATION_RATE_PER_CLIENT):
         raise RateLimited()
@@ -164,7 +166,7 @@ def directory_check(request: HttpRequest) -> HttpResponse:
     domain: no match and no fingerprints. A source that cannot be asked
     makes the answer a 502 unless another one already matched.
     """
-    address = normalize_email(request.GET.get("email", ""))
+    address = parse_address(raw_query(request).get("email", ""))
     given = "".join(request.GET.get("fingerprint", "").split()).upper().removeprefix("0X")
     if not re.fullmatch(r"[0-9A-F]{40}|[0-9A-F]{64}", given):
         raise InvalidQuery(_("fingerprint must be a full 40 or 64 digit fingerprint."))

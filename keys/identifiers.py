@@ -51,6 +51,17 @@ def normalize_email(raw: str) -> str:
     return f"{_lower_ascii(local)}@{ascii_domain}"
 
 
+def parse_address(raw: str) -> str:
+    """An address a client sent in a query (a search, a form field), normalised.
+
+    A space never belongs in an address, but clients turn a `+` into one:
+    form encoding reads `+` as a space, and GnuPG's dirmngr sends the `+` of
+    `name+tag@domain` as `%20` when it locates a key. So a space inside the
+    address is read as the `+` it was.
+    """
+    return normalize_email((raw or "").strip().replace(" ", "+"))
+
+
 def zbase32(data: bytes) -> str:
     bits = "".join(f"{b:08b}" for b in data)
     bits += "0" * (-len(bits) % 5)
@@ -121,7 +132,7 @@ def parse_search(raw: str) -> Query:
         match = re.search(r"<([^<>]*)>\s*$", text)
         candidate = match.group(1) if match else text
         try:
-            return Query("email", normalize_email(candidate))
+            return Query("email", parse_address(candidate))
         except InvalidEmail:
             raise InvalidQuery() from None
     return parse_hex_id(text)

@@ -32,7 +32,7 @@ def send_verification(binding_id: int, locale: str = "", *, replace: bool = Fals
     propagates, so the task retries with a fresh one.
     """
     binding = Binding.objects.select_related("key").filter(pk=binding_id).first()
-    if binding is None or binding.state != Binding.State.PENDING:
+    if binding is None or not binding.awaiting_confirmation:
         return False
     key = binding.key
     plain = tokens.issue(VerificationToken.Purpose.VERIFY, key, binding.address, replace=replace)

@@ -141,6 +141,13 @@ class Binding(models.Model):
     def __str__(self) -> str:
         return self.address
 
+    @property
+    def awaiting_confirmation(self) -> bool:
+        """A confirmation mail was sent: pending, or cached with a mail out."""
+        return self.state == self.State.PENDING or (
+            self.state == self.State.CACHED and self.pending_since is not None
+        )
+
 
 class VerificationToken(models.Model):
     """A token sent by mail or returned to a client; only its sha256 is kept."""

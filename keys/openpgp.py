@@ -427,15 +427,24 @@ def _limit(value: int, name: str) -> int:
 
 
 def _split_certs(packets: Iterable[Packet]) -> tuple[list[list[Packet]], list[Packet]]:
-    """Group packets into certificates; packets before the first key are loose."""
+    """Group packets into certificates; packets before the first key are loose.
+
+    A dropped user attribute takes its signatures with it: they certify the
+    attribute, not the user ID before it.
+    """
     certs: list[list[Packet]] = []
     loose: list[Packet] = []
+    in_attribute = False
     for pkt in packets:
         if pkt.tag in (SECKEY, SECSUB):
             raise SecretKeyRefused()
         if pkt.tag == COMPRESSED:
             raise InvalidKey(_("Compressed packets are not accepted in keys."))
-        if pkt.tag in DROPPED_TAGS:
+        if pkt.tag == UATTR:
+            in_attribute = True
+        if pkt.tag in (PUBKEY, UID, PUBSUB):
+            in_attribute = False
+        if pkt.tag in DROPPED_TAGS or (pkt.tag == SIG and in_attribute):
             continue
         if pkt.tag == PUBKEY:
             certs.append([pkt])
@@ -444,6 +453,14 @@ def _split_certs(packets: Iterable[Packet]) -> tuple[list[list[Packet]], list[Pa
         else:
             raise InvalidKey(_("This data holds something other than public keys."))
     return certs, loose
+
+
+@dataclass
+class Candidate:
+    """One certificate of an upload, framed and prefiltered but not verified yet."""
+
+    fingerprint: str
+    data: bytes
 
 
 def _prefilter(packets: list[Packet]) -> bytes:
@@ -645,12 +662,22 @@ def _clean(cert_bytes: bytes) -> CertInfo:
     return _describe(packets)
 
 
-def parse(data: bytes) -> Upload:
-    """Read an upload: armored or binary, one or several certificates.
+@dataclass
+class Scan:
+    """An upload framed and prefiltered: nothing in it verified yet."""
 
-    Raises for input that is not usable at all (garbage, secret keys, too
-    large, nothing in it); a single bad certificate among several is reported
-    in `rejected` instead.
+    candidates: list[Candidate]
+    revocations: list[Revocation]
+    rejected: list[str]  # one reason per certificate refused by the prefilter
+
+
+def scan(data: bytes) -> Scan:
+    """Frame an upload and prefilter each certificate, without Sequoia.
+
+    Cheap: packet headers, the primary key's fingerprint and signature
+    issuers only. Raises for input that is not usable at all (garbage,
+    secret keys, too large, nothing in it); a bad certificate among several
+    is reported in `rejected` instead. `clean` then verifies a candidate.
     """
     if not data or not data.strip():
         raise NoKeyUploaded()
@@ -673,21 +700,71 @@ def parse(data: bytes) -> Upload:
         raise NoKeyUploaded()
     if len(groups) > _limit(20, "MAX_KEYS_PER_UPLOAD"):
         raise KeyTooLarge(_("Too many keys in one upload."))
-    certs: list[CertInfo] = []
+    candidates: list[Candidate] = []
     rejected: list[str] = []
     for group in groups:
         try:
-            certs.append(_clean(_prefilter(group)))
+            candidates.append(Candidate(key_fingerprint(group[0].body)[1], _prefilter(group)))
         except InvalidKey as exc:
             if len(groups) == 1:
                 raise
             rejected.append(exc.message)
-    return Upload(certs, revocations, rejected)
+    return Scan(candidates, revocations, rejected)
+
+
+def clean(candidate: Candidate) -> CertInfo:
+    """Verify a candidate with Sequoia and keep only what verified."""
+    return _clean(candidate.data)
+
+
+def parse(data: bytes) -> Upload:
+    """Read an upload: armored or binary, one or several certificates.
+
+    Raises for input that is not usable at all (garbage, secret keys, too
+    large, nothing in it); a single bad certificate among several is reported
+    in `rejected` instead.
+    """
+    scanned = scan(data)
+    certs: list[CertInfo] = []
+    rejected = list(scanned.rejected)
+    for candidate in scanned.candidates:
+        try:
+            certs.append(clean(candidate))
+        except InvalidKey as exc:
+            if len(scanned.candidates) + len(scanned.rejected) == 1:
+                raise
+            rejected.append(exc.message)
+    return Upload(certs, scanned.revocations, rejected)
 
 
 def load(data: bytes) -> CertInfo:
     """Read a certificate we stored ourselves (trusted, already cleaned)."""
     return _clean(data)
+
+
+def load_stored(data: bytes) -> CertInfo:
+    """Read a stored certificate without verifying it again.
+
+    The stored form holds only packets Sequoia verified, in the order
+    `_describe` wrote them, so describing it again gives the same facts as
+    `load` at a fraction of the cost.
+    """
+    packets = list(iter_packets(data))
+    if not packets or packets[0].tag != PUBKEY:
+        raise InvalidKey()
+    return _describe(packets)
+
+
+def contains(stored: bytes, candidate: Candidate) -> bool:
+    """Whether every packet of `candidate` is already in the stored form.
+
+    Then merging it would change nothing (a merge never loses anything), so
+    an unchanged re-upload needs no verification and no write. Packets are
+    compared by tag and body: old and new packet headers frame the same
+    packet.
+    """
+    have = {(p.tag, p.body) for p in iter_packets(stored)}
+    return all((p.tag, p.body) in have for p in iter_packets(candidate.data))
 
 
 def merge(stored: bytes, new: bytes) -> CertInfo:

@@ -75,14 +75,26 @@ def import_keys(
     Raises a KeyserverError when nothing in `data` could be stored; when some
     certificates of several are refused, their reasons are in `rejected`.
     """
-    upload = openpgp.parse(data)
+    upload = openpgp.scan(data)
     results: list[KeyResult] = []
     rejected = list(upload.rejected)
-    for cert in upload.certs:
-        if PolicyBlock.blocks_fingerprint(cert.fingerprint):
-            if len(upload.certs) == 1 and not upload.revocations:
+    single = len(upload.candidates) + len(upload.rejected) == 1
+    for candidate in upload.candidates:
+        if PolicyBlock.blocks_fingerprint(candidate.fingerprint):
+            if single and not upload.revocations:
                 raise RemovedByPolicy()
             rejected.append(str(RemovedByPolicy.default_message))
+            continue
+        unchanged = _unchanged(candidate)
+        if unchanged is not None:
+            results.append(unchanged)
+            continue
+        try:
+            cert = openpgp.clean(candidate)
+        except InvalidKey as exc:
+            if single:
+                raise
+            rejected.append(exc.message)
             continue
         results.append(_store(cert, origin=origin, actor=actor, source_id=source_id))
     for revocation in upload.revocations:
@@ -102,6 +114,23 @@ def _revocation_target(revocation: openpgp.Revocation) -> Key | None:
     if revocation.issuer_keyid:
         return Key.objects.filter(key_id=revocation.issuer_keyid).first()
     return None
+
+
+def _unchanged(candidate: openpgp.Candidate) -> KeyResult | None:
+    """The stored key, when the upload holds nothing it does not have yet.
+
+    A re-upload of a key already stored as it is (the common case: gpg
+    --send-keys again, a mirror, a refresh) is answered from the stored
+    copy: no verification, no lock, no write.
+    """
+    from .schedule import next_refresh
+
+    key = Key.objects.filter(fingerprint=candidate.fingerprint).first()
+    if key is None or not openpgp.contains(bytes(key.data), candidate):
+        return None
+    if key.next_refresh_at is None and key.refreshed_at is None and next_refresh(key, clock.now()):
+        return None  # not scheduled yet: the full path schedules it
+    return KeyResult(key, False, False, status(key), problems(openpgp.load_stored(bytes(key.data))))
 
 
 def _store(cert: openpgp.CertInfo, *, origin: str, actor: str, source_id: int | None) -> KeyResult:
@@ -125,7 +154,8 @@ def _store(cert: openpgp.CertInfo, *, origin: str, actor: str, source_id: int | 
                 key = Key.objects.select_for_update().get(fingerprint=cert.fingerprint)
         info = cert if created else openpgp.merge(bytes(key.data), cert.data)
         changed = created or info.data != bytes(key.data)
-        _apply(key, info, actor=actor)
+        if changed:
+            _apply(key, info, actor=actor)
         if key.next_refresh_at is None and key.refreshed_at is None:
             from .schedule import next_refresh
 
@@ -155,7 +185,8 @@ def _store_revocation(key: Key, revocation: openpgp.Revocation, *, actor: str) -
         key = Key.objects.select_for_update().get(pk=key.pk)
         info = openpgp.add_revocation(bytes(key.data), revocation)
         changed = info.data != bytes(key.data)
-        _apply(key, info, actor=actor)
+        if changed:
+            _apply(key, info, actor=actor)
         if changed and info.revoked:
             log("key_revoked", key=key, actor=actor)
     return KeyResult(key, False, changed, status(key))
@@ -283,7 +314,11 @@ def status(key: Key) -> dict[str, str]:
         State.UNPUBLISHED: "unpublished",
         State.CACHED: "unpublished",
     }
-    return {b.address: names[State(b.state)] for b in key.bindings.order_by("id") if b.state in names}
+    return {
+        b.address: "pending" if b.awaiting_confirmation else names[State(b.state)]
+        for b in key.bindings.order_by("id")
+        if b.state in names
+    }
 
 
 # ---------------------------------------------------------------------------
@@ -308,6 +343,8 @@ def request_verification(
     from .tasks import send_verification_mail
 
     requested = list(dict.fromkeys(a for a in addresses))[: settings.MAX_MAILS_PER_UPLOAD]
+    if not requested:
+        return status(key)
     limited = False
     with transaction.atomic():
         key = Key.objects.select_for_update().get(pk=key.pk)
@@ -346,16 +383,26 @@ def _organisation_domains() -> set[str]:
 
 
 def _mark_pending(binding: Binding) -> None:
-    if binding.state != State.PENDING:
-        binding.state = State.PENDING
-        binding.pending_since = clock.now()
-        binding.save(update_fields=["state", "pending_since", "updated"])
+    """A confirmation mail is on its way to the binding's address.
+
+    A cached binding (found upstream or in a mirrored dump) stays cached, and
+    so stays served as a fallback answer, until its owner confirms: asking
+    for a confirmation must never hide a key that lookups find today.
+    """
+    if binding.awaiting_confirmation:
+        return
+    binding.pending_since = clock.now()
+    if binding.state == State.CACHED:
+        binding.save(update_fields=["pending_since", "updated"])
+        return
+    binding.state = State.PENDING
+    binding.save(update_fields=["state", "pending_since", "updated"])
 
 
 def unconfirmed_addresses(key: Key) -> list[str]:
     """Addresses of a key that are neither published nor pending."""
     return list(
-        key.bindings.filter(state__in=[State.UNPUBLISHED, State.CACHED])
+        key.bindings.filter(Q(state=State.UNPUBLISHED) | Q(state=State.CACHED, pending_since__isnull=True))
         .order_by("id")
         .values_list("address", flat=True)
     )

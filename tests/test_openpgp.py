@@ -270,3 +270,42 @@ def test_user_attributes_and_private_packets_are_dropped(cast):
     sentinel_lookalike = bytes([0xC0 | 63, 16]) + b"ks-sentinel-pkt!"
     info = one(binary + attribute + sentinel_lookalike)
     assert info.data == one(binary).data
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "alice",
+        "alice_v2",
+        "alice_revoked",
+        "bob",
+        "carol",
+        "dave_certified",
+        "erin_unsigned_uid",
+        "expired",
+        "sha1_only",
+        "v6",
+        "forged_uid_sig",
+        "forged_revocation",
+    ],
+)
+def test_a_stored_form_reads_back_the_same_without_verifying_again(cast, name):
+    for cert in openpgp.parse(cast[name].data).certs:
+        again = openpgp.load_stored(cert.data)
+        assert again == openpgp.load(cert.data)
+        assert again.fingerprint == cert.fingerprint
+        assert again.user_ids == cert.user_ids
+        assert again.subkeys == cert.subkeys
+        assert (again.expires, again.revoked, again.data) == (cert.expires, cert.revoked, cert.data)
+
+
+def test_an_upload_is_contained_in_a_stored_form_only_when_it_adds_nothing(cast):
+    stored = openpgp.parse(cast.alice.data).certs[0].data
+    assert openpgp.contains(stored, openpgp.scan(cast.alice.data).candidates[0])
+    # The third-party certification of dave is dropped before the check.
+    dave = openpgp.parse(cast.dave_certified.data).certs[0].data
+    assert openpgp.contains(dave, openpgp.scan(cast.dave_certified.data).candidates[0])
+    # A new subkey is not contained; nor is a forged signature.
+    assert not openpgp.contains(stored, openpgp.scan(cast.alice_v2.data).candidates[0])
+    forged = openpgp.parse(cast.forged_uid_sig.data).certs[0].data
+    assert not openpgp.contains(forged, openpgp.scan(cast.forged_uid_sig.data).candidates[0])

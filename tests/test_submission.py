@@ -236,7 +236,8 @@ def test_vks_lookups_refuse_malformed_ids_with_json(client):
         "alice@",
         "a@@example.org",
         "%00",
-        "a b@example.org",
+        "a b@example.org>",
+        "a\tb@example.org",
     ],
 )
 def test_hkp_refuses_bad_and_short_searches_with_400(client, search):

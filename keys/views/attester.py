@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from .. import attester, oidc
+from .. import attester, oidc, services
 from ..errors import InvalidKey, KeyserverError, NoKeyUploaded
 from ..identifiers import normalize_email
 from ..ratelimit import client_ip
@@ -47,6 +47,7 @@ def _email(data: dict[str, Any]) -> str:
 @require_http_methods(["GET", "HEAD", "POST"])
 def pub(request: HttpRequest, query: str) -> HttpResponse:
     if request.method == "POST":
+        services.check_upload_rate(client_ip(request))
         address = normalize_email(query)
         body = request.body
         if not body.strip():
@@ -76,6 +77,7 @@ def welcome_message(request: HttpRequest) -> HttpResponse:
 @require_POST
 def legacy_submit(request: HttpRequest) -> HttpResponse:
     """Legacy `POST /initial/legacy_submit` {email, pubkey} → {"saved": bool}."""
+    services.check_upload_rate(client_ip(request))
     data = json_object(request)
     attester.submit(
         _email(data),

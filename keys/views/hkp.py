@@ -23,7 +23,7 @@ from .. import services
 from ..errors import InvalidKey, InvalidQuery, NoKeyUploaded, NotFound
 from ..identifiers import Query, parse_search
 from ..ratelimit import client_ip
-from .common import key_response
+from .common import key_response, raw_query
 
 TEXT = "text/plain; charset=utf-8"
 # Printable ASCII stays as it is in an mr uid field; ':', '%', controls and
@@ -46,7 +46,8 @@ def find_keys(query: Query, *, client: str) -> list[Served]:
 
 @require_safe
 def lookup(request: HttpRequest) -> HttpResponse:
-    op = request.GET.get("op", "get")
+    params = raw_query(request)
+    op = params.get("op", "get")
     if op in ("stats", "x-stats"):
         return HttpResponse(json.dumps(services.stats()), content_type="application/json")
     if op in ("hget", "x-hget", "photo") or op.startswith("x-"):
@@ -54,7 +55,7 @@ def lookup(request: HttpRequest) -> HttpResponse:
         return HttpResponse(_("Operation not supported.") + "\n", status=501, content_type=TEXT)
     if op not in ("get", "index", "vindex"):
         raise InvalidQuery(_("Unknown operation: use op=get, index, vindex or stats."))
-    search = request.GET.get("search", "")
+    search = params.get("search", "")
     if not search:
         raise InvalidQuery()
     query = parse_search(search)
@@ -63,7 +64,7 @@ def lookup(request: HttpRequest) -> HttpResponse:
         raise NotFound()
     if op == "get":
         return key_response(served)
-    if "mr" in request.GET.get("options", "").split(","):
+    if "mr" in params.get("options", "").split(","):
         return HttpResponse(index_mr(served), content_type=TEXT)
     # Without options=mr the draft leaves the format open: a page for people.
     return render(request, "hkp_index.html", {"served": served, "search": search, "verbose": op == "vindex"})
@@ -89,13 +90,13 @@ def index_mr(served: list[Served]) -> str:
 @require_POST
 def add(request: HttpRequest) -> HttpResponse:
     """Store the keys in `keytext` and mail their unconfirmed addresses."""
+    services.check_upload_rate(client_ip(request))
     content_type = request.content_type or ""
     if content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
         raise InvalidKey(_("Send the key as the form field keytext (application/x-www-form-urlencoded)."))
     keytext = request.POST.get("keytext", "")
     if not keytext.strip():
         raise NoKeyUploaded(_("The form field keytext is missing or empty."))
-    services.check_upload_rate(client_ip(request))
     result = services.import_keys(
         keytext.encode("utf-8", errors="replace"), actor=f"hkp {client_ip(request)}"
     )

@@ -68,11 +68,11 @@ def _upload_answer(item: services.KeyResult, token: str) -> dict[str, Any]:
 @csrf_exempt
 @require_POST
 def upload(request: HttpRequest) -> HttpResponse:
+    services.check_upload_rate(client_ip(request))
     data = _json_body(request)
     keytext = data.get("keytext")
     if not isinstance(keytext, str) or not keytext.strip():
         raise NoKeyUploaded()
-    services.check_upload_rate(client_ip(request))
     result = services.import_keys(_keytext_bytes(keytext), actor=f"vks {client_ip(request)}")
     if len(result.keys) > 1:
         # keys.openpgp.org answers a keyring with a bare list of fingerprints.

@@ -13,7 +13,7 @@ from federation import serve
 
 from .. import services
 from ..errors import InvalidKey, KeyserverError, NoKeyUploaded
-from ..identifiers import group_fingerprint, normalize_email, parse_search
+from ..identifiers import group_fingerprint, normalize_email, parse_address, parse_search
 from ..ratelimit import client_ip
 
 
@@ -147,7 +147,7 @@ def fingerprint(request: HttpRequest) -> HttpResponse:
     given = request.GET.get("fingerprint", "")
     context: dict[str, object] = {"email": email, "given": given}
     if email:
-        address = normalize_email(email)
+        address = parse_address(email)
         wanted = "".join(given.split()).upper().removeprefix("0X")
         context["results"] = [
             {

@@ -1,6 +1,6 @@
 # The keyserver image: web (gunicorn), worker and beat run from it.
 FROM python:3.11-slim-bookworm
-ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 RUST_BACKTRACE=0 VAR_DIR=/var/lib/keyserver
+ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 VAR_DIR=/var/lib/keyserver
 RUN apt-get update \
  && apt-get install -y --no-install-recommends build-essential libldap2-dev libsasl2-dev \
  && rm -rf /var/lib/apt/lists/*

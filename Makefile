@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-export RUST_BACKTRACE := 0
 export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: run test lint format install migrate clean bench bench-refresh

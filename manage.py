@@ -7,7 +7,6 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "attester.settings")
-    os.environ["RUST_BACKTRACE"] = "0"
     from django.core.management import execute_from_command_line
 
     execute_from_command_line(sys.argv)

@@ -9,24 +9,31 @@ without a broker, `make run` runs the same schedule in-process
 import os
 
 from celery import Celery
+from django.conf import settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "attester.settings")
-os.environ["RUST_BACKTRACE"] = "0"
 
 app = Celery("attester")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
+
 # The one beat schedule: every periodic job, each also a management command
-# (refresh_keys --due, housekeeping).
-BEAT_SCHEDULE = {
-    "refresh-due-keys": {
-        "task": "federation.tasks.refresh_due_task",
-        "schedule": float(os.environ.get("REFRESH_TICK_SECONDS", "60")),
-    },
-    "housekeeping": {
-        "task": "keys.tasks.housekeeping_task",
-        "schedule": float(os.environ.get("HOUSEKEEPING_SECONDS", "3600")),
-    },
-}
-app.conf.beat_schedule = BEAT_SCHEDULE
+# (refresh_keys --due, housekeeping). The intervals are settings, so .env sets
+# them like everything else; they are read once the settings are loaded.
+def beat_schedule() -> dict[str, dict[str, object]]:
+    return {
+        "refresh-due-keys": {
+            "task": "federation.tasks.refresh_due_task",
+            "schedule": float(settings.REFRESH_TICK_SECONDS),
+        },
+        "housekeeping": {
+            "task": "keys.tasks.housekeeping_task",
+            "schedule": float(settings.HOUSEKEEPING_SECONDS),
+        },
+    }
+
+
+@app.on_after_configure.connect
+def _install_beat_schedule(sender: Celery, **kwargs: object) -> None:
+    sender.conf.beat_schedule = beat_schedule()

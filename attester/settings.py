@@ -15,15 +15,17 @@ from pathlib import Path
 import environ
 
 # pysequoia attaches a full Rust backtrace to every error when this is 1: it
-# costs time and memory and must never reach a user.
+# costs time and memory and must never reach a user. Set here, once, before
+# anything can call into the OpenPGP library.
 os.environ["RUST_BACKTRACE"] = "0"
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(os.environ.get("VAR_DIR", BASE_DIR / "var"))
 
 env = environ.Env()
 if (BASE_DIR / ".env").exists():
     environ.Env.read_env(BASE_DIR / ".env")
+
+VAR_DIR = Path(env.str("VAR_DIR", default=str(BASE_DIR / "var")))
 
 DEBUG = env.bool("DEBUG", default=False)
 SECRET_KEY = env.str("SECRET_KEY", default="")
@@ -96,7 +98,7 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
-    "keys.middleware.KeyserverErrorMiddleware",
+    "keys.views.http.KeyserverErrorMiddleware",
 ]
 
 ROOT_URLCONF = "attester.urls"
@@ -200,7 +202,7 @@ STORAGES = {
 
 # Uploads: DESIGN.md caps dearmored key data at 1 MiB. Django's own request
 # cap sits above that (armor adds a third, form encoding more) and its error
-# is turned into a 413 in each protocol's format by keys.middleware.
+# is turned into a 413 in each protocol's format by keys.views.http.
 MAX_KEY_BYTES = env.int("MAX_KEY_BYTES", default=1024 * 1024)
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=MAX_KEY_BYTES * 2 + 64 * 1024)
 MAX_USER_IDS = env.int("MAX_USER_IDS", default=100)

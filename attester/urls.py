@@ -1,10 +1,9 @@
-"""URL map: one module per protocol (HKP, VKS, web pages, health)."""
+"""URL map: one view module per protocol (HKP, VKS, WKD, Attester, LDAP, pages, health)."""
 
 from django.contrib import admin
 from django.urls import include, path, re_path
 
-from federation import views as federation_views
-from keys.views import attester, health, hkp, vks, web, wkd
+from keys.views import attester, health, hkp, ldap, vks, web, wkd
 
 urlpatterns = [
     path("pks/lookup", hkp.lookup, name="hkp-lookup"),
@@ -36,8 +35,8 @@ urlpatterns = [
     # Attester API (FlowCrypt), current and legacy shapes.
     re_path(r"^pub/(?P<query>[^/]+)$", attester.pub, name="attester-pub"),
     path("welcome-message", attester.welcome_message, name="attester-welcome"),
-    path("ldap-relay", federation_views.ldap_relay, name="ldap-relay"),
-    path("api/v1/directory-check", federation_views.directory_check, name="directory-check"),
+    path("ldap-relay", ldap.ldap_relay, name="ldap-relay"),
+    path("api/v1/directory-check", ldap.directory_check, name="directory-check"),
     path("test/welcome", attester.welcome_message, name="attester-test-welcome"),
     path("initial/legacy_submit", attester.legacy_submit, name="attester-legacy-submit"),
     path("lookup/email", attester.lookup_email, name="attester-lookup-email"),

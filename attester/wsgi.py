@@ -5,6 +5,5 @@ import os
 from django.core.wsgi import get_wsgi_application
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "attester.settings")
-os.environ["RUST_BACKTRACE"] = "0"
 
 application = get_wsgi_application()

@@ -21,7 +21,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-os.environ["RUST_BACKTRACE"] = "0"
 os.environ["DATABASE_URL"] = os.environ.get(
     "BENCH_DATABASE_URL", "postgres://postgres@127.0.0.1:5432/keyserver_bench"
 )
@@ -58,8 +57,9 @@ def main() -> None:
     call_command("createcachetable", verbosity=0)
     import pysequoia
 
-    from keys import openpgp, services
+    from keys import openpgp
     from keys.models import Binding, Key
+    from keys.services import imports, publication
 
     rows: list[tuple[str, int, str, str, str]] = []
 
@@ -67,20 +67,20 @@ def main() -> None:
     times = []
     for data in certs:
         started = time.perf_counter()
-        services.import_keys(data, actor="bench")
+        imports.import_keys(data, actor="bench")
         times.append(time.perf_counter() - started)
     rows.append(("import new key (parse, verify, store)", len(times), *fmt(times)))
 
     times = []
     for data in certs[:200]:
         started = time.perf_counter()
-        services.import_keys(data, actor="bench")
+        imports.import_keys(data, actor="bench")
         times.append(time.perf_counter() - started)
     rows.append(("re-upload (merge, unchanged)", len(times), *fmt(times)))
 
     for key in Key.objects.all():
-        key.bindings.update(state=Binding.State.PUBLISHED, validation=Binding.Validation.EMAIL_CONFIRMED)
-        services.rebuild(key)
+        for binding in key.bindings.all():
+            publication.publish(key, binding, Binding.Validation.EMAIL_CONFIRMED, actor="bench")
     keys = list(Key.objects.values_list("fingerprint", "key_id"))
     client = Client()
     lookups = {

@@ -4,9 +4,9 @@ from django.http import HttpRequest
 from django.utils.translation import gettext_lazy as _
 
 from keys.identifiers import Query, normalize_email
+from keys.models import Source
 
-from .lookup import check
-from .models import Source
+from .fallback import check
 from .sources import SourceError
 
 

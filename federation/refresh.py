@@ -20,13 +20,16 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import connection, transaction
 
-from keys import clock, openpgp, ratelimit, services
+from keys import clock, openpgp, ratelimit
 from keys.errors import KeyserverError
 from keys.identifiers import Query
-from keys.models import Binding, Key, Origin
-from keys.schedule import next_refresh
+from keys.models import Binding, Event, Key, Origin, Source
+from keys.services import imports, publication
+from keys.services.limits import limits
+from keys.services.locking import locked_key
+from keys.services.schedule import next_refresh
 
-from .models import Source
+from .fallback import import_answer
 from .sources import SourceError, upstream_for
 
 log = logging.getLogger(__name__)
@@ -142,7 +145,7 @@ def _refresh_from(key: Key, source: Source, *, dry_run: bool) -> str:
         result = "would merge the upstream copy"
     else:
         before = bytes(key.data)
-        services.import_keys(copy, origin=key.origin, actor=f"refresh:{source.name}", source_id=key.source_id)
+        imports.import_keys(copy, origin=key.origin, actor=f"refresh:{source.name}", source_id=key.source_id)
         result = "updated" if bytes(Key.objects.get(pk=key.pk).data) != before else "unchanged"
     moved = _check_addresses(key, source, dry_run=dry_run)
     return result + (f"; {moved}" if moved else "")
@@ -152,7 +155,7 @@ def _same_key(blocks: list[bytes], fingerprint: str) -> bytes | None:
     """The upstream copy whose full fingerprint is ours (key ids collide)."""
     for block in blocks:
         try:
-            upload = openpgp.parse(block)
+            upload = openpgp.parse(block, limits())
         except KeyserverError:
             continue
         for cert in upload.certs:
@@ -166,8 +169,6 @@ def _check_addresses(key: Key, source: Source, *, dry_run: bool) -> str:
     to none. By default the bindings stay and an event says so; with
     REFRESH_REASSIGN the address moves to the source's current key (the
     newest created, if several) or, if it has none, is unpublished."""
-    from .lookup import import_answer
-
     upstream = upstream_for(source)
     bindings = list(
         key.bindings.filter(state__in=[State.PUBLISHED, State.CACHED], validation__in=UPSTREAM_VALIDATIONS)
@@ -178,41 +179,31 @@ def _check_addresses(key: Key, source: Source, *, dry_run: bool) -> str:
         if not upstream.can_answer(query):
             continue
         blocks = upstream.fetch(query)
-        fingerprints = {c.fingerprint for b in blocks for c in _certs(b)}
-        if key.fingerprint in fingerprints:
+        if key.fingerprint in {c.fingerprint for b in blocks for c in _certs(b)}:
             continue
         changed.append(binding.address)
-        if dry_run:
-            continue
-        actor = f"refresh:{source.name}"
-        if not settings.REFRESH_REASSIGN:
-            services.log("upstream_changed", key=key, address=binding.address, actor=actor, detail="kept")
-            continue
-        with transaction.atomic():
-            locked = Key.objects.select_for_update().get(pk=key.pk)
-            locked.bindings.filter(pk=binding.pk).update(state=State.UNPUBLISHED)
-            services.rebuild(locked)
-        others = [k for k in import_answer(blocks, source, query) if k.pk != key.pk]
-        newest = max(others, key=lambda k: k.created).fingerprint if others else "none"
-        services.log("address_reassigned", key=key, address=binding.address, actor=actor, detail=newest)
+        if not dry_run:
+            _moved_upstream(key, binding, source, query, blocks)
     if not changed:
         return ""
     verb = "reassigned" if settings.REFRESH_REASSIGN else "kept"
     return f"{verb} {len(changed)} address(es) the source now gives elsewhere"
 
 
+def _moved_upstream(key: Key, binding: Binding, source: Source, query: Query, blocks: list[bytes]) -> None:
+    actor = f"refresh:{source.name}"
+    if not settings.REFRESH_REASSIGN:
+        Event.objects.record("upstream_changed", key=key, address=binding.address, actor=actor, detail="kept")
+        return
+    with locked_key(key.pk) as locked:
+        publication.unpublish(locked, locked.bindings.filter(pk=binding.pk), actor=actor, event=None)
+    others = [k for k in import_answer(blocks, source, query) if k.pk != key.pk]
+    newest = max(others, key=lambda k: k.created).fingerprint if others else "none"
+    Event.objects.record("address_reassigned", key=key, address=binding.address, actor=actor, detail=newest)
+
+
 def _certs(block: bytes) -> list[openpgp.CertInfo]:
     try:
-        return openpgp.parse(block).certs
+        return openpgp.parse(block, limits()).certs
     except KeyserverError:
         return []
-
-
-def refresh_due(now: datetime | None = None) -> int:
-    """One beat tick: lease the due keys and enqueue one task per key."""
-    from .tasks import refresh_key_task
-
-    ids = lease_due(now)
-    for key_id in ids:
-        refresh_key_task.delay(key_id)
-    return len(ids)

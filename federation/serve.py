@@ -1,18 +1,21 @@
-"""What every lookup path serves: local published keys, else what upstream has.
+"""The read path: what every lookup serves, local published keys first, else
+what upstream has.
 
-Views call these instead of the bare local lookups, so the fallback order is
-the same on HKP, VKS, the Attester API and the search page.
+Views call these instead of building queries, so the fallback order and the
+publication rules are the same on HKP, VKS, the Attester API, WKD and the
+pages: one indexed query per hit (keys.managers), precomputed bytes only.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from keys import openpgp, services
+from keys import openpgp
 from keys.identifiers import Query
+from keys.managers import SERVED_STATES
 from keys.models import Binding, Key
 
-from .lookup import fallback
+from .fallback import fallback
 
 
 @dataclass
@@ -66,9 +69,35 @@ def for_id(query: Query, *, client: str) -> list[Served]:
     return served
 
 
+def with_user_ids(served: list[Served]) -> list[Served]:
+    """Publication rule 6: what HKP and the pages may show by id.
+
+    A key without a user ID is refused by gpg, so it is left out, unless it
+    is revoked (rule 5: served without user IDs so clients learn of the
+    revocation). VKS by fingerprint serves the rest too, as keys.openpgp.org
+    does.
+    """
+    return [s for s in served if s.user_ids or s.key.revoked]
+
+
+def first_published(address: str) -> Served | None:
+    """The best published key of an address, reduced to it (Attester's /lookup/email)."""
+    bindings = Binding.objects.served(address)
+    if not bindings:
+        return None
+    best = bindings[0]
+    return Served(best.key, bytes(best.certificate), _uids_for(best.key.published_user_ids, address))
+
+
+def wkd(domain: str, wkd_hash: str) -> bytes:
+    """The WKD answer: every published key of the address, concatenated
+    binary per-address certificates (WKD draft, 3.1)."""
+    return b"".join(bytes(c) for c in Binding.objects.wkd(domain, wkd_hash))
+
+
 def _served_bindings(address: str) -> tuple[list[Binding], list[Binding]]:
     """(published, cached) bindings of the address, best first, in one query."""
-    found = services.published_bindings(address, state=services.SERVED_STATES)
+    found = Binding.objects.served(address, SERVED_STATES)
     return (
         [b for b in found if b.state == Binding.State.PUBLISHED],
         [b for b in found if b.state == Binding.State.CACHED],
@@ -77,9 +106,9 @@ def _served_bindings(address: str) -> tuple[list[Binding], list[Binding]]:
 
 def _local(query: Query) -> list[Key]:
     if query.kind == "fingerprint":
-        key = services.key_by_fingerprint(query.value)
+        key = Key.objects.by_fingerprint(query.value)
         return [key] if key else []
-    return services.keys_by_keyid(query.value)
+    return Key.objects.by_keyid(query.value)
 
 
 def _uids_for(user_ids: list[str], address: str) -> list[str]:
@@ -91,3 +120,8 @@ def armored(served: list[Served]) -> str:
     if len(served) == 1:
         return served[0].armored
     return openpgp.armor(b"".join(s.data for s in served))
+
+
+def stats() -> dict[str, int]:
+    """HKP op=stats."""
+    return {**Key.objects.counts(), "published_addresses": Binding.objects.published_count()}

@@ -9,8 +9,12 @@ from . import refresh
 
 @shared_task(acks_late=True)
 def refresh_due_task() -> int:
-    """The beat tick (attester/celery.py): lease due keys, one task each."""
-    return refresh.refresh_due()
+    """The beat tick (attester/celery.py): lease the due keys and enqueue one
+    task per key."""
+    ids = refresh.lease_due()
+    for key_id in ids:
+        refresh_key_task.delay(key_id)
+    return len(ids)
 
 
 @shared_task(acks_late=True)

@@ -9,10 +9,12 @@ from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
-from . import openpgp, services
+from federation.refresh import refresh_key
+
 from .errors import KeyserverError
 from .identifiers import group_fingerprint
 from .models import Binding, Event, Key, PolicyBlock, VerificationToken
+from .services import imports, policy
 
 
 def _actor(request: HttpRequest) -> str:
@@ -114,7 +116,7 @@ class KeyAdmin(admin.ModelAdmin):
     def summary(self, key: Key) -> str:
         """A read-only summary of the stored certificate (parsed here only)."""
         try:
-            info = openpgp.load(bytes(key.data))
+            info = imports.stored_certificate(key)
         except KeyserverError as exc:
             return format_html("<p>{}</p>", exc.message)
         size = f" {info.bits}" if info.bits else ""
@@ -155,26 +157,22 @@ class KeyAdmin(admin.ModelAdmin):
 
     @admin.action(description=_("Refresh selected keys from their source now"))
     def refresh_now(self, request: HttpRequest, queryset: QuerySet[Key]) -> None:
-        from federation.refresh import refresh_key
-
         for key in queryset:
             outcome = refresh_key(key.pk)
             self.message_user(request, f"{key.key_id}: {outcome.result}")
-        services.log("refresh_requested", actor=_actor(request), detail=f"{queryset.count()} key(s)")
+        Event.objects.record("refresh_requested", actor=_actor(request), detail=f"{queryset.count()} key(s)")
 
     @admin.action(description=_("Remove selected keys from distribution (policy)"))
     def remove_by_policy(self, request: HttpRequest, queryset: QuerySet[Key]) -> None:
         for key in queryset:
-            services.remove_key_by_policy(
-                key, reason=f"admin action by {request.user}", actor=_actor(request)
-            )
+            policy.remove_key_by_policy(key, reason=f"admin action by {request.user}", actor=_actor(request))
         self.message_user(request, _("%(n)d key(s) removed from distribution.") % {"n": queryset.count()})
 
     @admin.action(description=_("Purge selected keys (delete; they cannot be uploaded again)"))
     def purge(self, request: HttpRequest, queryset: QuerySet[Key]) -> None:
         count = 0
         for key in list(queryset):
-            services.purge(key, actor=_actor(request))
+            policy.purge(key, actor=_actor(request))
             count += 1
         self.message_user(request, _("%(n)d key(s) purged.") % {"n": count})
 
@@ -211,19 +209,19 @@ class BindingAdmin(admin.ModelAdmin):
     @admin.action(description=_("Unpublish selected addresses"))
     def unpublish(self, request: HttpRequest, queryset: QuerySet[Binding]) -> None:
         for binding in queryset:
-            services.unpublish(binding, actor=_actor(request))
+            policy.unpublish(binding, actor=_actor(request))
         self.message_user(request, _("Addresses unpublished."))
 
     @admin.action(description=_("Mark fingerprint verified (compared out of band)"))
     def mark_fingerprint_verified(self, request: HttpRequest, queryset: QuerySet[Binding]) -> None:
         for binding in queryset:
-            services.mark_fingerprint_verified(binding, actor=_actor(request))
+            policy.mark_fingerprint_verified(binding, actor=_actor(request))
         self.message_user(request, _("Marked as fingerprint verified."))
 
     @admin.action(description=_("Remove selected addresses from distribution (policy)"))
     def remove_address_by_policy(self, request: HttpRequest, queryset: QuerySet[Binding]) -> None:
         for address in set(queryset.values_list("address", flat=True)):
-            services.remove_address_by_policy(
+            policy.remove_address_by_policy(
                 address, reason=f"admin action by {request.user}", actor=_actor(request)
             )
         self.message_user(request, _("Addresses removed from distribution."), messages.SUCCESS)
@@ -240,8 +238,8 @@ class PolicyBlockAdmin(admin.ModelAdmin):
         obj.address_pattern = obj.address_pattern.strip().lower()
         obj.created_by = obj.created_by or _actor(request)
         super().save_model(request, obj, form, change)
-        services.apply_policy_block(obj, actor=_actor(request))
-        services.log(
+        policy.apply_policy_block(obj, actor=_actor(request))
+        Event.objects.record(
             "policy_block_saved", actor=_actor(request), address=obj.address_pattern, detail=obj.reason
         )
 

@@ -1,20 +1,30 @@
-"""Storage: keys, their subkeys, address bindings, tokens, policy blocks, events.
+"""Storage: keys, their subkeys, address bindings, tokens, policy blocks,
+events and upstream sources.
 
 Every lookup path reads one indexed row set and serves precomputed bytes:
 the published certificate and its armored text live on Key, the per-address
-certificate on Binding. Both are rebuilt by keys.services in the transaction
-that changes the key or a binding.
+certificate on Binding. Both are rebuilt by keys.services.publication in
+the transaction that changes the key or a binding. The queries live on the
+managers (keys.managers).
 """
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
+
+from .managers import (
+    BindingManager,
+    EventManager,
+    KeyManager,
+    PolicyBlockManager,
+    SourceManager,
+    VerificationTokenManager,
+)
 
 
 class Origin(models.TextChoices):
@@ -60,6 +70,8 @@ class Key(models.Model):
     next_refresh_at = models.DateTimeField(_("next refresh"), null=True, blank=True)
     last_refresh_result = models.TextField(_("last refresh result"), blank=True)
     refresh_failures = models.PositiveIntegerField(_("refresh failures"), default=0)
+
+    objects = KeyManager()
 
     class Meta:
         indexes = [
@@ -131,6 +143,8 @@ class Binding(models.Model):
     created = models.DateTimeField(_("created"), auto_now_add=True)
     updated = models.DateTimeField(_("updated"), auto_now=True)
 
+    objects = BindingManager()
+
     class Meta:
         constraints = [models.UniqueConstraint(fields=["key", "address"], name="binding_unique_per_key")]
         indexes = [
@@ -168,6 +182,8 @@ class VerificationToken(models.Model):
     # Confirming replaces the address's other keys (Attester POST /pub, rule 4).
     replace = models.BooleanField(default=False)
 
+    objects = VerificationTokenManager()
+
     def __str__(self) -> str:
         return f"{self.purpose} token for {self.fingerprint}"
 
@@ -190,20 +206,13 @@ class PolicyBlock(models.Model):
     created = models.DateTimeField(_("created"), auto_now_add=True)
     created_by = models.CharField(_("created by"), max_length=150, blank=True)
 
+    objects = PolicyBlockManager()
+
     class Meta:
         verbose_name = _("policy block")
 
     def __str__(self) -> str:
         return self.fingerprint or self.address_pattern
-
-    @classmethod
-    def blocks_fingerprint(cls, fingerprint: str) -> bool:
-        return cls.objects.filter(fingerprint=fingerprint).exists()
-
-    @classmethod
-    def blocked_addresses(cls, addresses: list[str]) -> set[str]:
-        patterns = list(cls.objects.exclude(address_pattern="").values_list("address_pattern", flat=True))
-        return {a for a in addresses if any(fnmatch.fnmatchcase(a, p.lower()) for p in patterns)}
 
 
 class Event(models.Model):
@@ -217,8 +226,51 @@ class Event(models.Model):
     address = models.CharField(_("address"), max_length=254, blank=True, db_index=True)
     detail = models.TextField(_("detail"), blank=True)
 
+    objects = EventManager()
+
     class Meta:
         ordering = ["-at", "-id"]
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.action} {self.fingerprint} {self.address}"
+
+
+class Source(models.Model):
+    """An upstream: the organisation's directory or a public keyserver.
+
+    Declared here, beside the other tables, because publication rule 7 (the
+    organisation's domains) is a domain rule that keys.services reads; it
+    keeps its app label, so its table, migrations, admin page and
+    permissions stay those of the federation app.
+    """
+
+    class Kind(models.TextChoices):
+        LDAP = "ldap", "LDAP"
+        HKP = "hkp", "HKP"
+        VKS = "vks", "VKS (keys.openpgp.org)"
+        WKD = "wkd", "WKD"
+
+    name = models.CharField(_("name"), max_length=100, unique=True)
+    kind = models.CharField(_("kind"), max_length=8, choices=Kind.choices)
+    url = models.CharField(_("URL"), max_length=500)
+    # Domains this source is the only authority for; empty: a fallback source.
+    authoritative_domains = models.JSONField(_("authoritative domains"), default=list, blank=True)
+    order = models.PositiveSmallIntegerField(_("order"), default=100)
+    enabled = models.BooleanField(_("enabled"), default=True)
+    timeout = models.FloatField(_("timeout (seconds)"), default=5.0)
+    options = models.JSONField(_("options"), default=dict, blank=True)
+    last_ok = models.DateTimeField(_("last success"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+    last_error_at = models.DateTimeField(_("last error at"), null=True, blank=True)
+    failures = models.PositiveIntegerField(_("consecutive failures"), default=0)
+
+    objects = SourceManager()
+
+    class Meta:
+        app_label = "federation"
+        ordering = ["order", "name"]
+        verbose_name = _("upstream source")
+        verbose_name_plural = _("upstream sources")
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.kind})"

@@ -1,48 +1,28 @@
-"""Celery tasks: they take ids or plain values, call one service, and are enqueued on commit."""
+"""Celery tasks of the keys app: the mail tasks (defined with the mail they
+send, in keys.services.mail) and housekeeping on the beat schedule."""
 
 from __future__ import annotations
 
-import smtplib
-
 from celery import shared_task
 
-from . import mail
-
-# Mail tasks retry SMTP failures with exponential back-off: 30 s, doubling,
-# at most an hour apart, eight tries.
-mail_task = shared_task(
-    autoretry_for=(smtplib.SMTPException, OSError),
-    retry_backoff=30,
-    retry_backoff_max=3600,
-    retry_jitter=True,
-    max_retries=8,
+from .services.housekeeping import prune
+from .services.mail import (
+    send_manage_mail,
+    send_replaced_notice_mail,
+    send_verification_mail,
+    send_welcome_mail,
 )
 
-
-@mail_task
-def send_verification_mail(binding_id: int, locale: str = "", replace: bool = False) -> None:
-    """Mail a confirmation link; SMTP failures are retried with back-off."""
-    mail.send_verification(binding_id, locale, replace=replace)
-
-
-@mail_task
-def send_replaced_notice(address: str, new_fingerprint: str, old_fingerprints: list[str]) -> None:
-    mail.send_replaced_notice(address, new_fingerprint, old_fingerprints)
-
-
-@mail_task
-def send_welcome_mail(address: str, armored_key: str, locale: str = "") -> None:
-    mail.send_welcome(address, armored_key, locale)
-
-
-@mail_task
-def send_manage_mail(address: str, key_ids: list[int], locale: str = "") -> None:
-    mail.send_manage_links(address, key_ids, locale)
+__all__ = [
+    "housekeeping_task",
+    "send_manage_mail",
+    "send_replaced_notice_mail",
+    "send_verification_mail",
+    "send_welcome_mail",
+]
 
 
 @shared_task
 def housekeeping_task() -> dict[str, int]:
     """Prune expired tokens, uploads never confirmed and old events."""
-    from .housekeeping import prune
-
     return prune()

@@ -68,6 +68,8 @@ class Issuer:
 def issuer(settings):
     server = Issuer()
     settings.OIDC_ISSUERS = [{"issuer": ISSUER, "jwks_url": server.url, "audiences": [AUDIENCE]}]
+    # The JWKS is fetched through the outbound helper: loopback only when allowed.
+    settings.FEDERATION_ALLOWED_NETWORKS = ["127.0.0.0/8"]
     yield server
     server.server.shutdown()
     server.server.server_close()
@@ -180,7 +182,22 @@ def test_bad_tokens_are_a_401_and_store_nothing(client, issuer, user, case, mess
     assert not Key.objects.exists()
 
 
+def test_a_jwks_on_a_private_address_is_refused_by_the_outbound_guard(client, settings, user):
+    """The JWKS fetch goes through federation.http like every outbound call."""
+    server = Issuer()
+    try:
+        settings.OIDC_ISSUERS = [{"issuer": ISSUER, "jwks_url": server.url, "audiences": [AUDIENCE]}]
+        response = post_pub(client, "uma@example.org", user[2], **bearer(server.token("uma@example.org")))
+    finally:
+        server.server.shutdown()
+        server.server.server_close()
+    assert response.status_code == 401
+    assert "non-public address 127.0.0.1" in response.json()["error"]["message"]
+    assert not Key.objects.exists()
+
+
 def test_an_unreachable_jwks_is_a_401_not_a_500(client, settings, user):
+    settings.FEDERATION_ALLOWED_NETWORKS = ["127.0.0.0/8"]
     settings.OIDC_ISSUERS = [
         {"issuer": ISSUER, "jwks_url": f"http://127.0.0.1:{free_port()}/jwks", "audiences": [AUDIENCE]}
     ]

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 from django.core.management import CommandError, call_command
 
-from federation.models import Source
 from keys import openpgp
-from keys.models import Binding, Key
+from keys.models import Binding, Key, Source
 
 from . import upstreams
 

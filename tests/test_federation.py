@@ -12,9 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from federation.models import Source
 from keys.identifiers import wkd_hash
-from keys.models import Binding, Key
+from keys.models import Binding, Key, Source
 
 from . import upstreams
 from .instance import Instance

@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from federation.models import Source
 from federation.sources import SourceError, upstream_for
 from keys import openpgp
 from keys.identifiers import Query
-from keys.models import Binding, Key, PolicyBlock
+from keys.models import Binding, Key, PolicyBlock, Source
 
 from .conftest import Gpg, free_port
 
@@ -411,10 +410,10 @@ def test_bad_options_are_clear_errors(directory):
 
 def test_without_python_ldap_the_source_says_so(client, monkeypatch, settings):
     monkeypatch.setitem(sys.modules, "ldap", None)  # `import ldap` now fails
-    monkeypatch.delitem(sys.modules, "federation.ldap_source", raising=False)
-    import federation
+    monkeypatch.delitem(sys.modules, "federation.sources.ldap", raising=False)
+    import federation.sources
 
-    monkeypatch.delattr(federation, "ldap_source", raising=False)
+    monkeypatch.delattr(federation.sources, "ldap", raising=False)
     upstream = upstream_for(Source(name="x", kind="ldap", url="ldap://127.0.0.1"))
     with pytest.raises(SourceError, match="python-ldap") as error:
         upstream.fetch(Query("email", "a@example.com"))

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from federation import outbound
+from federation import http as outbound
 
 from . import upstreams
 

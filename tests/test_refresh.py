@@ -15,12 +15,11 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from federation.models import Source
 from federation.refresh import lease_due, refresh_key
 from keys import clock, openpgp
-from keys.housekeeping import prune
-from keys.models import Binding, Event, Key, Origin, VerificationToken
-from keys.schedule import next_refresh
+from keys.models import Binding, Event, Key, Origin, Source, VerificationToken
+from keys.services.housekeeping import prune
+from keys.services.schedule import next_refresh
 
 from . import upstreams
 from .instance import Instance

@@ -17,9 +17,8 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 
-from federation.models import Source
 from keys import openpgp
-from keys.models import Binding, Event, Key
+from keys.models import Binding, Event, Key, Source
 
 from .instance import Instance
 from .keyserver import Keyserver

@@ -1,7 +1,7 @@
 """The Attester API as FlowCrypt's clients call it.
 
 Bodies may be text/plain or carry no content type at all: the raw body is
-read. Errors are `{"error": {"code", "message"}}` (keys.middleware); the
+read. Errors are `{"error": {"code", "message"}}` (keys.views.http); the
 `api-version` header is accepted and ignored.
 """
 
@@ -15,18 +15,20 @@ from django.utils.translation import gettext as _
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods, require_POST
 
-from .. import attester, oidc, services
-from ..errors import InvalidKey, KeyserverError, NoKeyUploaded
-from ..identifiers import normalize_email
-from ..ratelimit import client_ip
-from .common import json_object
+from federation import oidc, serve
+
+from ..errors import InvalidEmail, InvalidKey, KeyserverError, NoKeyUploaded, NotFound
+from ..identifiers import Query, normalize_email, parse_hex_id
+from ..services import submission
+from ..services.welcome import welcome
+from .http import client_ip, json_object
 
 TEXT = "text/plain; charset=utf-8"
 MAX_LOOKUPS = 50
 
 
-def _token(request: HttpRequest) -> str | None:
-    return oidc.bearer_token(request.META.get("HTTP_AUTHORIZATION", ""))
+def _proof(request: HttpRequest) -> oidc.TokenProof | None:
+    return oidc.proof_from_header(request.META.get("HTTP_AUTHORIZATION", ""))
 
 
 def _pubkey(data: dict[str, Any]) -> bytes:
@@ -43,30 +45,54 @@ def _email(data: dict[str, Any]) -> str:
     return normalize_email(email)
 
 
+def _submitted(request: HttpRequest, body: submission.AddressedBody) -> tuple[str, submission.Outcome]:
+    return submission.submit_for_address(
+        body, client=client_ip(request), proof=_proof(request), locale=get_language() or ""
+    )
+
+
+def _raw_body(request: HttpRequest, query: str) -> tuple[str, bytes]:
+    address = normalize_email(query)
+    if not request.body.strip():
+        raise NoKeyUploaded()
+    return address, request.body
+
+
+def _lookup(text: str, *, client: str) -> str:
+    """GET /pub/<email | long key id | fingerprint>: armored keys, best first."""
+    if "@" in text:
+        served = serve.for_email(normalize_email(text), client=client, per_address=True)
+    else:
+        query: Query = parse_hex_id(text)
+        served = serve.with_user_ids(serve.for_id(query, client=client))
+    if not served:
+        raise NotFound()
+    return "".join(s.armored if s.armored.endswith("\n") else s.armored + "\n" for s in served)
+
+
 @csrf_exempt
 @require_http_methods(["GET", "HEAD", "POST"])
 def pub(request: HttpRequest, query: str) -> HttpResponse:
     if request.method == "POST":
-        services.check_upload_rate(client_ip(request))
-        address = normalize_email(query)
-        body = request.body
-        if not body.strip():
-            raise NoKeyUploaded()
-        message = attester.submit(
-            address, body, token=_token(request), client=client_ip(request), locale=get_language() or ""
-        )
+        address, outcome = _submitted(request, lambda: _raw_body(request, query))
+        if outcome == submission.Outcome.PUBLISHED:
+            return HttpResponse(_("Saved"), content_type=TEXT)
+        message = _(
+            "A confirmation mail was sent to %(address)s. The key will be published when the link in it "
+            "is opened and confirmed."
+        ) % {"address": address}
         return HttpResponse(message, content_type=TEXT)
-    return HttpResponse(attester.lookup_or_404(query, client=client_ip(request)), content_type=TEXT)
+    return HttpResponse(_lookup(query, client=client_ip(request)), content_type=TEXT)
 
 
 @csrf_exempt
 @require_POST
 def welcome_message(request: HttpRequest) -> HttpResponse:
     data = json_object(request)
-    sent = attester.welcome(
+    sent = welcome(
         _email(data),
         _pubkey(data),
-        token=_token(request),
+        proof=_proof(request),
         client=client_ip(request),
         locale=get_language() or "",
     )
@@ -77,16 +103,24 @@ def welcome_message(request: HttpRequest) -> HttpResponse:
 @require_POST
 def legacy_submit(request: HttpRequest) -> HttpResponse:
     """Legacy `POST /initial/legacy_submit` {email, pubkey} → {"saved": bool}."""
-    services.check_upload_rate(client_ip(request))
-    data = json_object(request)
-    attester.submit(
-        _email(data),
-        _pubkey(data),
-        token=_token(request),
-        client=client_ip(request),
-        locale=get_language() or "",
-    )
+
+    def body() -> tuple[str, bytes]:
+        data = json_object(request)
+        return _email(data), _pubkey(data)
+
+    _submitted(request, body)
     return JsonResponse({"saved": True})
+
+
+def _lookup_one(raw: str) -> dict[str, str | None]:
+    try:
+        address = normalize_email(raw)
+    except InvalidEmail:
+        return {"email": raw, "pubkey": None, "longid": None}
+    best = serve.first_published(address)
+    if best is None:
+        return {"email": address, "pubkey": None, "longid": None}
+    return {"email": address, "pubkey": best.armored, "longid": best.key.key_id}
 
 
 @csrf_exempt
@@ -101,4 +135,4 @@ def lookup_email(request: HttpRequest) -> HttpResponse:
         raise KeyserverError(_("email must be a list of addresses."))
     if len(emails) > MAX_LOOKUPS:
         raise InvalidKey(_("At most %(n)d addresses per request.") % {"n": MAX_LOOKUPS})
-    return JsonResponse({"results": attester.lookup_many(emails)})
+    return JsonResponse({"results": [_lookup_one(e) for e in emails]})

@@ -19,11 +19,10 @@ from django.views.decorators.http import require_POST, require_safe
 from federation import serve
 from federation.serve import Served
 
-from .. import services
 from ..errors import InvalidKey, InvalidQuery, NoKeyUploaded, NotFound
 from ..identifiers import Query, parse_search
-from ..ratelimit import client_ip
-from .common import key_response, raw_query
+from ..services import submission
+from .http import address_status, client_ip, key_response, raw_query
 
 TEXT = "text/plain; charset=utf-8"
 # Printable ASCII stays as it is in an mr uid field; ':', '%', controls and
@@ -36,9 +35,7 @@ def find_keys(query: Query, *, client: str) -> list[Served]:
     if query.kind == "email":
         return serve.for_email(query.value, client=client)
     served = serve.for_id(query, client=client)
-    # A revoked key is served without user IDs so clients learn of the
-    # revocation; otherwise gpg refuses a key without user IDs.
-    shown = [s for s in served if s.user_ids or s.key.revoked]
+    shown = serve.with_user_ids(served)
     if served and not shown:
         raise NotFound(_("This key has no confirmed address on this server, so it is not served over HKP."))
     return shown
@@ -49,7 +46,7 @@ def lookup(request: HttpRequest) -> HttpResponse:
     params = raw_query(request)
     op = params.get("op", "get")
     if op in ("stats", "x-stats"):
-        return HttpResponse(json.dumps(services.stats()), content_type="application/json")
+        return HttpResponse(json.dumps(serve.stats()), content_type="application/json")
     if op in ("hget", "x-hget", "photo") or op.startswith("x-"):
         # Real HKP operations this server does not implement (HKP draft, 3.1.2).
         return HttpResponse(_("Operation not supported.") + "\n", status=501, content_type=TEXT)
@@ -86,27 +83,28 @@ def index_mr(served: list[Served]) -> str:
     return "\n".join(lines) + "\n"
 
 
-@csrf_exempt
-@require_POST
-def add(request: HttpRequest) -> HttpResponse:
-    """Store the keys in `keytext` and mail their unconfirmed addresses."""
-    services.check_upload_rate(client_ip(request))
+def _keytext(request: HttpRequest) -> bytes:
     content_type = request.content_type or ""
     if content_type not in ("application/x-www-form-urlencoded", "multipart/form-data"):
         raise InvalidKey(_("Send the key as the form field keytext (application/x-www-form-urlencoded)."))
     keytext = request.POST.get("keytext", "")
     if not keytext.strip():
         raise NoKeyUploaded(_("The form field keytext is missing or empty."))
-    result = services.import_keys(
-        keytext.encode("utf-8", errors="replace"), actor=f"hkp {client_ip(request)}"
+    return keytext.encode("utf-8", errors="replace")
+
+
+@csrf_exempt
+@require_POST
+def add(request: HttpRequest) -> HttpResponse:
+    """Store the keys in `keytext` and mail their unconfirmed addresses."""
+    client = client_ip(request)
+    result = submission.submit(
+        lambda: _keytext(request), client=client, actor=f"hkp {client}", mail_unconfirmed=True
     )
     lines = []
     for item in result.keys:
-        mailed = services.request_verification(
-            item.key, services.unconfirmed_addresses(item.key), client=client_ip(request)
-        )
         lines.append(item.key.fingerprint)
-        for address, state in mailed.items():
+        for address, state in address_status(item.key).items():
             lines.append(f"  {address}: {state}")
         for uid, reason in item.problems:
             lines.append(_("  %(uid)s: not published. %(reason)s") % {"uid": uid, "reason": reason})

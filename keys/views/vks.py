@@ -14,11 +14,11 @@ from django.views.decorators.http import require_POST, require_safe
 
 from federation import serve
 
-from .. import services
 from ..errors import InvalidKey, InvalidToken, KeyserverError, NoKeyUploaded, NotFound
 from ..identifiers import Query, normalize_email, parse_fingerprint, parse_keyid
-from ..ratelimit import client_ip
-from .common import json_object, key_response
+from ..models import Key
+from ..services import submission, verification
+from .http import address_status, client_ip, json_object, key_response
 
 
 @require_safe
@@ -61,24 +61,27 @@ def _keytext_bytes(keytext: str) -> bytes:
         return keytext.encode("utf-8", errors="replace")
 
 
-def _upload_answer(item: services.KeyResult, token: str) -> dict[str, Any]:
-    return {"key_fpr": item.key.fingerprint, "status": services.status(item.key), "token": token}
+def _upload_answer(key: Key, token: str) -> dict[str, Any]:
+    return {"key_fpr": key.fingerprint, "status": address_status(key), "token": token}
+
+
+def _upload_body(request: HttpRequest) -> bytes:
+    keytext = _json_body(request).get("keytext")
+    if not isinstance(keytext, str) or not keytext.strip():
+        raise NoKeyUploaded()
+    return _keytext_bytes(keytext)
 
 
 @csrf_exempt
 @require_POST
 def upload(request: HttpRequest) -> HttpResponse:
-    services.check_upload_rate(client_ip(request))
-    data = _json_body(request)
-    keytext = data.get("keytext")
-    if not isinstance(keytext, str) or not keytext.strip():
-        raise NoKeyUploaded()
-    result = services.import_keys(_keytext_bytes(keytext), actor=f"vks {client_ip(request)}")
+    client = client_ip(request)
+    result = submission.submit(lambda: _upload_body(request), client=client, actor=f"vks {client}")
     if len(result.keys) > 1:
         # keys.openpgp.org answers a keyring with a bare list of fingerprints.
         return JsonResponse([item.key.fingerprint for item in result.keys], safe=False)
-    item = result.keys[0]
-    return JsonResponse(_upload_answer(item, services.upload_token(item.key)))
+    key = result.keys[0].key
+    return JsonResponse(_upload_answer(key, verification.upload_token(key)))
 
 
 def pick_locale(locales: object) -> str:
@@ -103,16 +106,17 @@ def request_verify(request: HttpRequest) -> HttpResponse:
     if not isinstance(addresses, list) or not all(isinstance(a, str) for a in addresses):
         raise InvalidKey(_("addresses must be a list of email addresses."))
     try:
-        key = services.key_for_upload_token(token)
+        key = verification.key_for_upload_token(token)
     except InvalidToken:
         raise InvalidToken(_("Upload session expired. Please try again.")) from None
+    known = address_status(key)
     wanted = []
     for address in addresses:
         normalized = normalize_email(address)
-        if normalized not in services.status(key):
+        if normalized not in known:
             raise InvalidKey(_("The address %(address)s is not on this key.") % {"address": address})
         wanted.append(normalized)
-    services.request_verification(
+    verification.request_verification(
         key,
         wanted,
         client=client_ip(request),
@@ -120,4 +124,4 @@ def request_verify(request: HttpRequest) -> HttpResponse:
         actor=f"vks {client_ip(request)}",
     )
     key.refresh_from_db()
-    return JsonResponse({"key_fpr": key.fingerprint, "status": services.status(key), "token": token})
+    return JsonResponse(_upload_answer(key, token))

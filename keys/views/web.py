@@ -11,10 +11,12 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from federation import serve
 
-from .. import services
 from ..errors import InvalidKey, KeyserverError, NoKeyUploaded
 from ..identifiers import group_fingerprint, normalize_email, parse_address, parse_search
-from ..ratelimit import client_ip
+from ..models import Binding
+from ..services import manage as owner
+from ..services import submission, verification
+from .http import address_status, client_ip
 
 
 @require_GET
@@ -31,7 +33,7 @@ def search(request: HttpRequest) -> HttpResponse:
     if query.kind == "email":
         served = serve.for_email(query.value, client=client_ip(request))
     else:
-        served = [s for s in serve.for_id(query, client=client_ip(request)) if s.user_ids or s.key.revoked]
+        served = serve.with_user_ids(serve.for_id(query, client=client_ip(request)))
     results = [
         {"key": s.key, "user_ids": s.user_ids, "grouped": group_fingerprint(s.key.fingerprint)}
         for s in served
@@ -39,11 +41,7 @@ def search(request: HttpRequest) -> HttpResponse:
     return render(request, "search.html", {"query": text, "results": results})
 
 
-@require_http_methods(["GET", "POST"])
-def upload(request: HttpRequest) -> HttpResponse:
-    if request.method == "GET":
-        return render(request, "upload.html")
-    services.check_upload_rate(client_ip(request))
+def _upload_body(request: HttpRequest) -> bytes:
     data = b""
     keyfile = request.FILES.get("keyfile")
     if keyfile is not None:
@@ -52,16 +50,26 @@ def upload(request: HttpRequest) -> HttpResponse:
         data = request.POST.get("keytext", "").encode("utf-8", errors="replace")
     if not data.strip():
         raise NoKeyUploaded()
+    return data
+
+
+@require_http_methods(["GET", "POST"])
+def upload(request: HttpRequest) -> HttpResponse:
+    if request.method == "GET":
+        return render(request, "upload.html")
+    client = client_ip(request)
+    submission.check_rate(client)
+    data = _upload_body(request)  # an empty form is an error page of its own
     try:
-        result = services.import_keys(data, actor=f"web {client_ip(request)}")
+        result = submission.store(data, client=client, actor=f"web {client}")
     except KeyserverError as exc:
         return render(request, "upload.html", {"error": exc.message}, status=exc.status)
     items = [
         {
             "key": item.key,
             "grouped": group_fingerprint(item.key.fingerprint),
-            "status": services.status(item.key),
-            "token": services.upload_token(item.key),
+            "status": address_status(item.key),
+            "token": verification.upload_token(item.key),
             "problems": item.problems,
         }
         for item in result.keys
@@ -71,18 +79,18 @@ def upload(request: HttpRequest) -> HttpResponse:
 
 @require_POST
 def request_verify(request: HttpRequest) -> HttpResponse:
-    key = services.key_for_upload_token(request.POST.get("token", ""))
+    key = verification.key_for_upload_token(request.POST.get("token", ""))
     addresses = request.POST.getlist("address")
-    known = services.status(key)
-    if not addresses or any(a not in known for a in addresses):
+    if not addresses or any(a not in address_status(key) for a in addresses):
         raise InvalidKey(_("Choose at least one address of this key."))
-    status = services.request_verification(
+    verification.request_verification(
         key,
         addresses,
         client=client_ip(request),
         locale=get_language() or "",
         actor=f"web {client_ip(request)}",
     )
+    status = address_status(key)
     return render(
         request,
         "request_sent.html",
@@ -94,13 +102,13 @@ def request_verify(request: HttpRequest) -> HttpResponse:
 def verify(request: HttpRequest, token: str) -> HttpResponse:
     """GET only shows a button (mail scanners prefetch links); POST publishes."""
     if request.method == "GET":
-        target = services.verification_target(token)
+        target = verification.verification_target(token)
         return render(
             request,
             "verify.html",
             {"address": target.address, "grouped": group_fingerprint(target.fingerprint)},
         )
-    binding = services.confirm(token, actor=f"web {client_ip(request)}")
+    binding = verification.confirm(token, actor=f"web {client_ip(request)}")
     return render(
         request,
         "verified.html",
@@ -118,7 +126,7 @@ def manage(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return render(request, "manage.html")
     address = normalize_email(request.POST.get("email", ""))
-    services.request_manage_link(address, client=client_ip(request), locale=get_language() or "")
+    owner.request_manage_link(address, client=client_ip(request), locale=get_language() or "")
     return render(request, "manage_sent.html", {"address": address})
 
 
@@ -128,11 +136,11 @@ def manage_key(request: HttpRequest, token: str) -> HttpResponse:
     actor = f"owner {client_ip(request)}"
     if request.method == "POST":
         if request.POST.get("action") == "remove-key":
-            key = services.owner_remove_key(token, actor=actor)
+            key = owner.owner_remove_key(token, actor=actor)
             return render(request, "manage_removed.html", {"grouped": group_fingerprint(key.fingerprint)})
-        services.owner_unpublish(token, request.POST.get("address", ""), actor=actor)
-    key = services.key_for_manage_token(token)
-    bindings = key.bindings.order_by("address")
+        owner.owner_unpublish(token, request.POST.get("address", ""), actor=actor)
+    key = owner.key_for_manage_token(token)
+    bindings = Binding.objects.filter(key=key).order_by("address")
     return render(
         request,
         "manage_key.html",
@@ -155,7 +163,7 @@ def fingerprint(request: HttpRequest) -> HttpResponse:
                 "grouped": group_fingerprint(b.key.fingerprint),
                 "match": (b.key.fingerprint == wanted) if wanted else None,
             }
-            for b in services.published_bindings(address)
+            for b in Binding.objects.served(address)
         ]
         context["checked"] = bool(wanted)
         context["matched"] = any(r["match"] for r in context["results"])  # type: ignore[attr-defined]

@@ -19,17 +19,50 @@ never have stored is the same as an address without a key.
 
 from __future__ import annotations
 
+import idna
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.http.request import split_domain_port
 from django.views.decorators.http import require_safe
 
-from .. import wkd
+from federation import serve
+
 from ..errors import NotFound
+from ..identifiers import ZBASE32_ALPHABET
 
 # Section 3.1: "SHOULD use application/octet-stream"; never armor.
 OCTETS = "application/octet-stream"
 TEXT = "text/plain; charset=utf-8"
+
+_ALPHABET = frozenset(ZBASE32_ALPHABET)
+# SHA-1 is 160 bits: 32 z-base-32 characters of 5 bits each (section 3.1).
+HASH_LENGTH = 32
+
+
+def served_domain(raw: str) -> str | None:
+    """The ASCII (IDNA) form of `raw` if it is one of WKD_DOMAINS, else None.
+
+    Bindings store the IDNA ASCII domain. Clients differ in what they send
+    for an internationalised domain: sq puts the Unicode name in the
+    advanced path and the A-label in Host, gpg the Unicode name in both.
+    A trailing dot (an absolute DNS name in Host) names the same domain.
+    """
+    text = raw.strip().rstrip(".").lower()
+    if not text:
+        return None
+    try:
+        domain = idna.encode(text, uts46=True).decode("ascii").lower()
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return None
+    return domain if domain in settings.WKD_DOMAINS else None
+
+
+def valid_hash(value: str) -> bool:
+    """A well-formed hashed local part: exactly 32 z-base-32 characters.
+
+    The alphabet is lowercase only; gpg and sq both send it that way.
+    """
+    return len(value) == HASH_LENGTH and set(value) <= _ALPHABET
 
 
 def _host(request: HttpRequest) -> str:
@@ -38,7 +71,7 @@ def _host(request: HttpRequest) -> str:
 
 
 def _direct_domain(request: HttpRequest) -> str:
-    domain = wkd.served_domain(_host(request))
+    domain = served_domain(_host(request))
     if domain is None:
         raise NotFound()
     return domain
@@ -50,7 +83,7 @@ def _advanced_domain(request: HttpRequest, raw: str) -> str:
     With WKD_ADVANCED_ANY_HOST off, only Host openpgpkey.<domain> answers,
     as the draft's URL has it; on, any name pointing here does.
     """
-    domain = wkd.served_domain(raw)
+    domain = served_domain(raw)
     if domain is None:
         raise NotFound()
     if not settings.WKD_ADVANCED_ANY_HOST and not _is_openpgpkey_host(_host(request), domain):
@@ -60,13 +93,13 @@ def _advanced_domain(request: HttpRequest, raw: str) -> str:
 
 def _is_openpgpkey_host(host: str, domain: str) -> bool:
     prefix, _, rest = host.partition(".")
-    return prefix == "openpgpkey" and wkd.served_domain(rest) == domain
+    return prefix == "openpgpkey" and served_domain(rest) == domain
 
 
 def _key(domain: str, wkd_hash: str) -> HttpResponse:
-    if not wkd.valid_hash(wkd_hash):
+    if not valid_hash(wkd_hash):
         raise NotFound()
-    data = wkd.certificates(domain, wkd_hash)
+    data = serve.wkd(domain, wkd_hash)
     if not data:
         raise NotFound()
     response = HttpResponse(data, content_type=OCTETS)

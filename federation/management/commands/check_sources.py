@@ -12,8 +12,9 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from keys.identifiers import Query, normalize_email, parse_hex_id
+from keys.models import Source
 
-from ...lookup import check, sources
+from ...fallback import check
 from ...sources import SourceError, upstream_for
 
 
@@ -27,7 +28,7 @@ class Command(BaseCommand):
         parser.add_argument("--fingerprint", help="fingerprint or long key id to look up instead")
 
     def handle(self, *args: Any, **options: Any) -> None:
-        rows = sources()
+        rows = Source.objects.enabled()
         if not rows:
             self.stdout.write("No sources are configured (FEDERATION_SOURCES or the admin).")
             return

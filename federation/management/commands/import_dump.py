@@ -20,11 +20,12 @@ from typing import Any
 
 from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
-from django.db import transaction
 
-from keys import openpgp, services
+from keys import openpgp
 from keys.errors import KeyserverError
 from keys.models import Binding, Key, Origin
+from keys.services import imports, publication
+from keys.services.locking import locked_key
 
 SAVE_EVERY = 200
 
@@ -102,7 +103,7 @@ class Command(BaseCommand):
 
     def _import_one(self, data: bytes, bind: bool, reasons: Counter[str]) -> str:
         try:
-            result = services.import_keys(data, origin=Origin.IMPORT, actor="import_dump")
+            result = imports.import_keys(data, origin=Origin.IMPORT, actor="import_dump")
         except KeyserverError as exc:
             reasons[exc.message[:120]] += 1
             return "rejected"
@@ -122,10 +123,17 @@ class Command(BaseCommand):
 
 
 def _bind_unverified(key: Key) -> None:
-    with transaction.atomic():
-        key = Key.objects.select_for_update().get(pk=key.pk)
-        changed = key.bindings.filter(state=Binding.State.UNPUBLISHED).update(
-            state=Binding.State.CACHED, validation=Binding.Validation.UPSTREAM_UNVERIFIED
-        )
-        if changed:
-            services.rebuild(key)
+    """Serve a mirrored key's addresses as unverified fallback answers."""
+    with locked_key(key.pk) as key:
+        bindings = list(key.bindings.filter(state=Binding.State.UNPUBLISHED))
+        for binding in bindings:
+            publication.vouch(
+                key,
+                binding,
+                state=Binding.State.CACHED,
+                validation=Binding.Validation.UPSTREAM_UNVERIFIED,
+                actor="import_dump",
+                verified=False,
+            )
+        if bindings:
+            publication.rebuild(key)

@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from keys.housekeeping import prune
+from keys.services.housekeeping import prune
 
 
 class Command(BaseCommand):

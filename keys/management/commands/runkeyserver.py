@@ -25,13 +25,14 @@ log = logging.getLogger(__name__)
 
 def run_schedule_in_process(stop: threading.Event, first_delay: float = 5.0) -> None:
     """Send each periodic task when it is due, eagerly, in this process."""
-    from attester.celery import BEAT_SCHEDULE, app
+    from attester.celery import app, beat_schedule
 
     # A worker imports the task modules when it starts; this process must too.
     app.loader.import_default_modules()
-    next_run = {name: time.monotonic() + first_delay for name in BEAT_SCHEDULE}
+    schedule = beat_schedule()
+    next_run = {name: time.monotonic() + first_delay for name in schedule}
     while not stop.wait(1):
-        for name, entry in BEAT_SCHEDULE.items():
+        for name, entry in schedule.items():
             if time.monotonic() < next_run[name]:
                 continue
             next_run[name] = time.monotonic() + float(entry["schedule"])  # type: ignore[arg-type]

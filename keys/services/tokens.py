@@ -6,9 +6,9 @@ import secrets
 
 from django.conf import settings
 
-from . import clock
-from .errors import InvalidToken
-from .models import Key, VerificationToken
+from .. import clock
+from ..errors import InvalidToken
+from ..models import Key, VerificationToken
 
 Purpose = VerificationToken.Purpose
 _TTL = {
@@ -39,12 +39,7 @@ def find(plain: str, purpose: str, *, for_update: bool = False) -> VerificationT
     """The live token for `plain`, or InvalidToken (unknown, used, expired)."""
     if not plain or len(plain) > 200:
         raise InvalidToken()
-    rows = VerificationToken.objects.select_related("key")
-    if for_update:
-        rows = rows.select_for_update()
-    token = rows.filter(digest=VerificationToken.hash(plain), purpose=purpose).first()
-    if token is None or token.used_at is not None or token.expires <= clock.now():
-        raise InvalidToken()
-    if token.key.fingerprint != token.fingerprint:
+    token = VerificationToken.objects.live(VerificationToken.hash(plain), purpose, for_update=for_update)
+    if token is None or token.key.fingerprint != token.fingerprint:
         raise InvalidToken()
     return token

@@ -1,4 +1,10 @@
-"""Attester's LDAP relay and the organisation's directory check."""
+"""Attester's LDAP relay and the organisation's directory check.
+
+Both ask LDAP directories live and store nothing: the relay an allowed
+OpenPGP LDAP keyserver, the check the organisation's own directory for an
+address's domain. The views (keys/views/ldap.py) parse the request and
+render these answers.
+"""
 
 from __future__ import annotations
 
@@ -6,21 +12,16 @@ import re
 from urllib.parse import urlsplit
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.translation import gettext as _
 from django.utils.translation import gettext_lazy
-from django.views.decorators.http import require_safe
 
 from keys import openpgp, ratelimit
 from keys.errors import InvalidQuery, KeyserverError, NotFound, RateLimited
-from keys.identifiers import Query, domain_of, parse_address
-from keys.models import PolicyBlock
-from keys.ratelimit import client_ip
-from keys.views.common import raw_query
+from keys.identifiers import Query, domain_of
+from keys.models import PolicyBlock, Source
+from keys.services.limits import limits
 
-from . import outbound
-from .lookup import authoritative_sources, sources
-from .models import Source
+from . import http
 from .sources import LdapUnavailable, SourceError, upstream_for
 
 _LABEL = r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?"
@@ -44,7 +45,7 @@ class LdapMissing(KeyserverError):
     status = 503
 
 
-def _server(raw: str) -> tuple[str, int]:
+def parse_server(raw: str) -> tuple[str, int]:
     """`host` or `host:port` → (host, port); anything else is a 400."""
     match = _SERVER.match(raw.strip().lower())
     port = int(match.group("port") or LDAP_PORT) if match else 0
@@ -68,7 +69,7 @@ def _relay_target(host: str, port: int, address: str) -> Source:
         name, _sep, entry_port = str(entry).strip().lower().partition(":")
         if name == host and (int(entry_port) if entry_port.isdigit() else LDAP_PORT) == port:
             allowed = True
-    for row in sources():
+    for row in Source.objects.enabled():
         if row.kind != Source.Kind.LDAP:
             continue
         try:
@@ -99,24 +100,21 @@ def _relay_target(host: str, port: int, address: str) -> Source:
     )
 
 
-@require_safe
-def ldap_relay(request: HttpRequest) -> HttpResponse:
+def relay(host: str, port: int, address: str, *, client: str) -> str:
     """GET /ldap-relay?server=<host>&search=<email> (Attester).
 
     Looks the address up on an allowed OpenPGP LDAP keyserver and relays only
-    keys that verify, reduced to the user IDs of that address; stores nothing.
+    keys that verify, reduced to the user IDs of that address, armored;
+    stores nothing.
     """
-    host, port = _server(request.GET.get("server", ""))
-    # The address from the raw query: a `+` in it stays a `+`.
-    address = parse_address(raw_query(request).get("search", ""))
     row = _relay_target(host, port, address)
-    if not ratelimit.allow(f"ldap-relay:{client_ip(request)}", settings.FEDERATION_RATE_PER_CLIENT):
+    if not ratelimit.allow(f"ldap-relay:{client}", settings.FEDERATION_RATE_PER_CLIENT):
         raise RateLimited()
     try:
-        outbound.resolve(host, port)  # the same guard as every outbound call
-    except outbound.ForbiddenTarget:
+        http.resolve(host, port)  # the same guard as every outbound call
+    except http.ForbiddenTarget:
         raise ForbiddenServer(_("Private and loopback addresses may not be queried.")) from None
-    except outbound.OutboundError:
+    except http.OutboundError:
         raise NotFound(_("No OpenPGP LDAP server on this address.")) from None
     upstream = upstream_for(row)
     try:
@@ -126,10 +124,9 @@ def ldap_relay(request: HttpRequest) -> HttpResponse:
             raise LdapMissing(exc.message) from None
         raise NotFound(_("No OpenPGP LDAP server on this address.")) from None
     certs = _certs_for(address, blocks)
-    if not certs or PolicyBlock.blocked_addresses([address]):
+    if not certs or PolicyBlock.objects.blocked_addresses([address]):
         raise NotFound()
-    armored = [openpgp.armor(openpgp.publishable(c, [address])) for c in certs]
-    return HttpResponse("".join(armored), content_type="text/plain; charset=utf-8")
+    return "".join(openpgp.armor(openpgp.publishable(c, [address])) for c in certs)
 
 
 def _certs_for(address: str, blocks: list[bytes], *, policy: bool = True) -> list[openpgp.CertInfo]:
@@ -138,24 +135,22 @@ def _certs_for(address: str, blocks: list[bytes], *, policy: bool = True) -> lis
     found: dict[str, openpgp.CertInfo] = {}
     for block in blocks:
         try:
-            certs = openpgp.parse(block).certs
+            certs = openpgp.parse(block, limits()).certs
         except KeyserverError:
             continue  # not a key, a secret key, too large...
         for cert in certs:
             if address in cert.emails and cert.fingerprint not in found:
                 found[cert.fingerprint] = cert
-    blocked = set()
-    if policy:
-        blocked = set(
-            PolicyBlock.objects.filter(fingerprint__in=list(found)).values_list("fingerprint", flat=True)
-        )
+    blocked = PolicyBlock.objects.blocked_fingerprints(found) if policy else set()
     return sorted(
         (c for fpr, c in found.items() if fpr not in blocked), key=lambda c: c.created, reverse=True
     )
 
 
-@require_safe
-def directory_check(request: HttpRequest) -> HttpResponse:
+FINGERPRINT = re.compile(r"[0-9A-F]{40}|[0-9A-F]{64}")
+
+
+def check(address: str, given: str, *, client: str) -> dict[str, object]:
     """GET /api/v1/directory-check?email=&fingerprint= → {"match", "fingerprints"}.
 
     Asks the organisation's directory (every source authoritative for the
@@ -166,15 +161,13 @@ def directory_check(request: HttpRequest) -> HttpResponse:
     domain: no match and no fingerprints. A source that cannot be asked
     makes the answer a 502 unless another one already matched.
     """
-    address = parse_address(raw_query(request).get("email", ""))
-    given = "".join(request.GET.get("fingerprint", "").split()).upper().removeprefix("0X")
-    if not re.fullmatch(r"[0-9A-F]{40}|[0-9A-F]{64}", given):
+    if not FINGERPRINT.fullmatch(given):
         raise InvalidQuery(_("fingerprint must be a full 40 or 64 digit fingerprint."))
-    if not ratelimit.allow(f"directory-check:{client_ip(request)}", settings.FEDERATION_RATE_PER_CLIENT):
+    if not ratelimit.allow(f"directory-check:{client}", settings.FEDERATION_RATE_PER_CLIENT):
         raise RateLimited()
     fingerprints: list[str] = []
     failed = False
-    for source in authoritative_sources(domain_of(address)):
+    for source in Source.objects.authoritative_for(domain_of(address)):
         try:
             blocks = upstream_for(source).fetch(Query("email", address))
         except SourceError:
@@ -188,4 +181,4 @@ def directory_check(request: HttpRequest) -> HttpResponse:
     match = given in fingerprints
     if failed and not match:
         raise UpstreamFailed()
-    return JsonResponse({"match": match, "fingerprints": fingerprints})
+    return {"match": match, "fingerprints": fingerprints}

@@ -15,13 +15,15 @@ from dataclasses import dataclass
 from typing import Any
 
 import jwt
-import requests
 from django.conf import settings
 from django.core.cache import cache
 from django.utils.translation import gettext as _
 
-from .errors import Unauthorized
-from .identifiers import normalize_email
+from keys.errors import InvalidEmail, Unauthorized
+from keys.identifiers import normalize_email
+from keys.models import Binding
+
+from . import http
 
 ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA"]
 JWKS_MAX_BYTES = 256 * 1024
@@ -55,22 +57,22 @@ def bearer_token(authorization: str) -> str | None:
 
 
 def _fetch_jwks(issuer: Issuer) -> dict[str, Any]:
+    """The issuer's JWKS, through the one outbound helper (total deadline,
+    size cap, SSRF guard)."""
     try:
-        response = requests.get(
+        response = http.get(
             issuer.jwks_url,
             timeout=settings.OIDC_JWKS_TIMEOUT,
-            stream=True,
+            max_bytes=JWKS_MAX_BYTES,
             headers={"Accept": "application/json"},
         )
-        body = response.raw.read(JWKS_MAX_BYTES + 1, decode_content=True)
-        response.close()
-        if response.status_code != 200 or len(body) > JWKS_MAX_BYTES:
-            raise ValueError(f"status {response.status_code}")
-        data = json.loads(body)
+        if response.status != 200:
+            raise ValueError(f"status {response.status}")
+        data = json.loads(response.body)
         if not isinstance(data, dict) or not isinstance(data.get("keys"), list):
             raise ValueError("no keys")
         return data
-    except (requests.RequestException, ValueError) as exc:
+    except (http.OutboundError, ValueError) as exc:
         raise Unauthorized(
             _("The identity provider's keys could not be fetched: %(error)s") % {"error": str(exc)[:100]}
         ) from None
@@ -124,8 +126,24 @@ def verify(token: str, address: str) -> dict[str, Any]:
         raise Unauthorized(_("The token does not carry a verified email address."))
     try:
         matches = normalize_email(email) == address
-    except Exception:
+    except InvalidEmail:
         matches = False
     if not matches:
         raise Unauthorized(_("The token was issued for another email address."))
     return claims
+
+
+@dataclass(frozen=True)
+class TokenProof:
+    """An Attester bearer token as proof of an address (keys.services.submission)."""
+
+    token: str
+    validation: str = Binding.Validation.OIDC_VERIFIED
+
+    def verify(self, address: str) -> None:
+        verify(self.token, address)
+
+
+def proof_from_header(authorization: str) -> TokenProof | None:
+    token = bearer_token(authorization)
+    return TokenProof(token) if token else None

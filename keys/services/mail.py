@@ -1,17 +1,27 @@
-"""Outgoing mail: composed from translatable templates, marked Auto-Submitted."""
+"""Outgoing mail: composed from translatable templates, marked Auto-Submitted.
+
+Services enqueue the tasks below with `transaction.on_commit`; each task
+takes ids or plain values and composes and sends one mail. SMTP failures are
+retried with exponential back-off: 30 s, doubling, at most an hour apart,
+eight tries. The task names are those they had in keys.tasks, so messages
+already queued still find them.
+"""
 
 from __future__ import annotations
 
+import smtplib
 from typing import Any
 
+from celery import shared_task
 from django.conf import settings
 from django.core.mail import EmailMessage
 from django.template.loader import render_to_string
 from django.utils import translation
 
-from . import openpgp, tokens
-from .identifiers import group_fingerprint
-from .models import Binding, Key, VerificationToken
+from .. import openpgp
+from ..identifiers import group_fingerprint
+from ..models import Binding, Key, VerificationToken
+from . import tokens
 
 AUTO_HEADERS = {"Auto-Submitted": "auto-generated", "X-Auto-Response-Suppress": "All"}
 
@@ -88,3 +98,35 @@ def send_manage_links(address: str, key_ids: list[int], locale: str = "") -> Non
         return
     minutes = int(settings.MANAGE_TOKEN_TTL.total_seconds() // 60)
     _send("manage", address, {"address": address, "links": links, "minutes": minutes}, locale)
+
+
+def _mail_task(name: str) -> Any:
+    return shared_task(
+        name=f"keys.tasks.{name}",
+        autoretry_for=(smtplib.SMTPException, OSError),
+        retry_backoff=30,
+        retry_backoff_max=3600,
+        retry_jitter=True,
+        max_retries=8,
+    )
+
+
+@_mail_task("send_verification_mail")
+def send_verification_mail(binding_id: int, locale: str = "", replace: bool = False) -> None:
+    """Mail a confirmation link; SMTP failures are retried with back-off."""
+    send_verification(binding_id, locale, replace=replace)
+
+
+@_mail_task("send_replaced_notice")
+def send_replaced_notice_mail(address: str, new_fingerprint: str, old_fingerprints: list[str]) -> None:
+    send_replaced_notice(address, new_fingerprint, old_fingerprints)
+
+
+@_mail_task("send_welcome_mail")
+def send_welcome_mail(address: str, armored_key: str, locale: str = "") -> None:
+    send_welcome(address, armored_key, locale)
+
+
+@_mail_task("send_manage_mail")
+def send_manage_mail(address: str, key_ids: list[int], locale: str = "") -> None:
+    send_manage_links(address, key_ids, locale)

@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 
-from .models import Key, Origin
+from ..models import Key, Origin
 
 
 def refreshable(key: Key) -> bool:

@@ -21,16 +21,16 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
-from django.db import transaction
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
-from keys import ratelimit, services
+from keys import ratelimit
 from keys.errors import KeyserverError, RateLimited
 from keys.identifiers import Query, domain_of
-from keys.models import Binding, Key, Origin
+from keys.models import Binding, Key, Origin, Source
+from keys.services import imports, publication
+from keys.services.locking import locked_key
 
-from .models import Source
 from .sources import SourceError, Upstream, upstream_for
 
 log = logging.getLogger(__name__)
@@ -53,50 +53,13 @@ VALIDATION = {
 }
 
 
-def sync_configured_sources() -> None:
-    """Create or update the sources named in FEDERATION_SOURCES (environment)."""
-    for order, entry in enumerate(settings.FEDERATION_SOURCES):
-        Source.objects.update_or_create(
-            name=entry["name"],
-            defaults={
-                "kind": entry["kind"],
-                "url": entry.get("url", ""),
-                "authoritative_domains": [d.lower() for d in entry.get("domains", [])],
-                "order": entry.get("order", (order + 1) * 10),
-                "enabled": entry.get("enabled", True),
-                "timeout": float(entry.get("timeout", settings.FEDERATION_SOURCE_TIMEOUT)),
-                "options": entry.get("options", {}),
-            },
-        )
-
-
-_synced = False
-
-
-def sources() -> list[Source]:
-    global _synced
-    if not _synced and settings.FEDERATION_SOURCES:
-        sync_configured_sources()
-        _synced = True
-    return list(Source.objects.filter(enabled=True).order_by("order", "name"))
-
-
-def authoritative_sources(domain: str, rows: list[Source] | None = None) -> list[Source]:
-    return [s for s in (rows if rows is not None else sources()) if domain in s.authoritative_domains]
-
-
-def authoritative_domains() -> set[str]:
-    """Every domain some enabled source is the only authority for (one query)."""
-    return {d for s in sources() for d in s.authoritative_domains}
-
-
 def chain(query: Query) -> list[Source]:
     """The sources to ask for `query`, in order (rule 7)."""
-    rows = sources()
+    rows = Source.objects.enabled()
     org = [s for s in rows if s.authoritative_domains]
     public = [s for s in rows if not s.authoritative_domains]
     if query.kind == "email":
-        own = authoritative_sources(domain_of(query.value), rows)
+        own = Source.objects.authoritative_for(domain_of(query.value), rows)
         if own:
             return own
         # Never ask a public source about the organisation's own domains
@@ -183,7 +146,7 @@ def import_answer(blocks: list[bytes], source: Source, query: Query) -> list[Key
     matched: list[Key] = []
     for block in blocks:
         try:
-            result = services.import_keys(
+            result = imports.import_keys(
                 block,
                 origin=ORIGINS[Source.Kind(source.kind)],
                 actor=f"source:{source.name}",
@@ -210,28 +173,24 @@ def _matches(key: Key, query: Query) -> bool:
 def _bind(key: Key, source: Source, query: Query) -> None:
     """Mark the addresses this answer vouches for: published for the
     organisation's own domains, cached for everything else."""
-    with transaction.atomic():
-        key = Key.objects.select_for_update().get(pk=key.pk)
+    with locked_key(key.pk) as key:
         bindings = key.bindings.filter(state=State.UNPUBLISHED)
         if query.kind == "email":
             bindings = bindings.filter(address=query.value)
         changed = False
-        organisation = authoritative_domains()
+        organisation = Source.objects.authoritative_domains()
+        actor = f"source:{source.name}"
         for binding in bindings:
             if binding.domain in source.authoritative_domains:
-                binding.state, binding.validation = State.PUBLISHED, Validation.ORG_DIRECTORY
+                state, validation = State.PUBLISHED, Validation.ORG_DIRECTORY
             elif binding.domain in organisation:
                 continue  # another source speaks for that domain
             else:
-                binding.state, binding.validation = State.CACHED, VALIDATION[Source.Kind(source.kind)]
-            binding.verified_at = timezone.now()
-            binding.save(update_fields=["state", "validation", "verified_at", "updated"])
-            services.log(
-                "address_" + binding.state, key=key, address=binding.address, actor=f"source:{source.name}"
-            )
+                state, validation = State.CACHED, VALIDATION[Source.Kind(source.kind)]
+            publication.vouch(key, binding, state=state, validation=validation, actor=actor)
             changed = True
         if changed:
-            services.rebuild(key)
+            publication.rebuild(key)
 
 
 def check(source: Source, query: Query) -> tuple[float, str]:

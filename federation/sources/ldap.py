@@ -46,8 +46,8 @@ from django.conf import settings
 
 from keys.identifiers import Query
 
-from . import outbound
-from .sources import SourceError, Upstream
+from .. import http
+from .base import SourceError, Upstream
 
 KEY_ATTRIBUTES = ("pgpKey", "pgpKeyV2")
 DEFAULT_SIZE_LIMIT = 20
@@ -189,8 +189,8 @@ class _Session:
             raise SourceError(f"{self.name}: not an ldap:// or ldaps:// URL", permanent=True)
         host = parts.hostname
         try:
-            ip = outbound.resolve(host, port)  # SSRF guard: public targets only, unless allowed
-        except outbound.OutboundError as exc:
+            ip = http.resolve(host, port)  # SSRF guard: public targets only, unless allowed
+        except http.OutboundError as exc:
             raise SourceError(f"{self.name}: {exc}", permanent=exc.permanent) from None
         tls = parts.scheme == "ldaps" or bool(self.options.get("starttls"))
         # With TLS the certificate is checked against the name; without it,

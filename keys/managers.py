@@ -1,0 +1,215 @@
+"""Every read query of the keyserver, on the model managers.
+
+Lookups are one indexed query each and read precomputed bytes only (the
+published and per-address forms are written by keys.services.publication).
+Services and the read path (federation.serve) ask these; nothing else
+builds querysets of its own for the hot paths.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
+
+from . import clock
+
+if TYPE_CHECKING:
+    from .models import Binding, Event, Key, PolicyBlock, Source, VerificationToken  # noqa: F401
+
+# Binding states whose address some lookup path may serve (rule 3: cached
+# ones only as a fallback).
+PUBLISHED, CACHED = "published", "cached"
+SERVED_STATES = (PUBLISHED, CACHED)
+# Served by id: keys not removed, and removed keys that carry a revocation
+# (rule 5: clients must learn of it).
+SERVED_BY_ID = Q(blocked=False) | Q(revoked=True)
+
+
+def best_first(rows: QuerySet[Any], key: str = "") -> QuerySet[Any]:
+    """Publication rule 4's order: valid keys first, then revoked or expired;
+    newest created first. `key` is the path to the Key ("key__" for bindings)."""
+    now = clock.now()
+    return rows.annotate(
+        invalid=Case(
+            When(Q(**{f"{key}revoked": True}) | Q(**{f"{key}expires__lte": now}), then=Value(1)),
+            default=Value(0),
+            output_field=IntegerField(),
+        )
+    ).order_by("invalid", f"-{key}created", f"{key}fingerprint")
+
+
+class KeyManager(models.Manager["Key"]):
+    def by_fingerprint(self, fpr: str) -> Key | None:
+        """The served key with this primary or subkey fingerprint."""
+        key = self.defer("data").filter(SERVED_BY_ID, fingerprint=fpr).first()
+        if key is None:
+            key = best_first(self.filter(SERVED_BY_ID, subkeys__fingerprint=fpr)).defer("data").first()
+        return key
+
+    def by_keyid(self, keyid: str) -> list[Key]:
+        """Served keys whose primary key or a subkey has this long key id."""
+        keys = list(best_first(self.filter(SERVED_BY_ID, key_id=keyid)).defer("data"))
+        if not keys:
+            keys = list(best_first(self.filter(SERVED_BY_ID, subkeys__key_id=keyid).distinct()).defer("data"))
+        return keys
+
+    def revocation_target(self, issuer_fpr: str | None, issuer_keyid: str | None) -> Key | None:
+        """The key a bare revocation certificate names as its issuer."""
+        if issuer_fpr:
+            return self.filter(fingerprint=issuer_fpr).first()
+        if issuer_keyid:
+            return self.filter(key_id=issuer_keyid).first()
+        return None
+
+    def counts(self) -> dict[str, int]:
+        return {"keys": self.filter(blocked=False).count()}
+
+    def never_confirmed(self, cutoff: datetime) -> QuerySet[Key]:
+        """Uploads older than `cutoff` whose addresses nobody ever confirmed."""
+        rows = self.filter(origin="upload", first_seen__lte=cutoff, blocked=False)
+        return rows.exclude(bindings__verified_at__isnull=False).distinct()
+
+
+class BindingManager(models.Manager["Binding"]):
+    def served(self, address: str, states: Iterable[str] = (PUBLISHED,)) -> list[Binding]:
+        """Bindings of an address in `states` (per-address certificates), best first."""
+        rows = self.filter(address=address, state__in=list(states), key__blocked=False).select_related("key")
+        return list(best_first(rows.defer("key__data"), "key__"))
+
+    def wkd(self, domain: str, wkd_hash: str) -> QuerySet[Any, bytes | memoryview]:
+        """The certificates WKD serves for (domain, hash), in serving order.
+
+        One query on binding_wkd (domain, wkd_hash, state), joined to Key for
+        the order and the policy block; only published bindings, never
+        cached ones.
+        """
+        rows = self.filter(domain=domain, wkd_hash=wkd_hash, state=PUBLISHED, key__blocked=False)
+        return best_first(rows, "key__").values_list("certificate", flat=True)
+
+    def of_key(self, key: Key) -> QuerySet[Binding]:
+        return self.filter(key=key).order_by("id")
+
+    def unconfirmed_addresses(self, key: Key) -> list[str]:
+        """Addresses of a key that are neither published nor awaiting confirmation."""
+        return list(
+            self.filter(Q(state="unpublished") | Q(state=CACHED, pending_since__isnull=True), key=key)
+            .order_by("id")
+            .values_list("address", flat=True)
+        )
+
+    def is_published(self, fingerprint: str, address: str) -> bool:
+        return self.filter(
+            key__fingerprint=fingerprint, address=address, state=PUBLISHED, key__blocked=False
+        ).exists()
+
+    def published_key_ids(self, address: str) -> list[int]:
+        """Primary keys (row ids) of the keys that publish `address`."""
+        rows = self.filter(address=address, state=PUBLISHED, key__blocked=False)
+        return list(rows.values_list("key_id", flat=True).distinct())
+
+    def published_elsewhere(self, address: str, keep: Key) -> list[int]:
+        rows = self.filter(address=address, state=PUBLISHED).exclude(key=keep)
+        return list(rows.values_list("key_id", flat=True))
+
+    def published_count(self) -> int:
+        return self.filter(state=PUBLISHED).count()
+
+
+class PolicyBlockManager(models.Manager["PolicyBlock"]):
+    def blocks_fingerprint(self, fingerprint: str) -> bool:
+        return self.filter(fingerprint=fingerprint).exists()
+
+    def blocked_fingerprints(self, fingerprints: Iterable[str]) -> set[str]:
+        return set(self.filter(fingerprint__in=list(fingerprints)).values_list("fingerprint", flat=True))
+
+    def blocked_addresses(self, addresses: Iterable[str]) -> set[str]:
+        """The addresses of `addresses` that a pattern removes from distribution."""
+        patterns = [
+            p.lower() for p in self.exclude(address_pattern="").values_list("address_pattern", flat=True)
+        ]
+        return {a for a in addresses if any(fnmatch.fnmatchcase(a, p) for p in patterns)}
+
+
+class EventManager(models.Manager["Event"]):
+    def record(
+        self,
+        action: str,
+        *,
+        key: Key | None = None,
+        address: str = "",
+        actor: str = "system",
+        detail: str = "",
+    ) -> Event:
+        """Write one line of the audit trail."""
+        return self.create(
+            action=action,
+            key=key,
+            fingerprint=key.fingerprint if key else "",
+            address=address,
+            actor=actor[:150],
+            detail=detail,
+            at=clock.now(),
+        )
+
+
+class VerificationTokenManager(models.Manager["VerificationToken"]):
+    def live(self, digest: str, purpose: str, *, for_update: bool = False) -> VerificationToken | None:
+        """The unused, unexpired token with this digest, or None."""
+        rows = self.select_related("key")
+        if for_update:
+            rows = rows.select_for_update()
+        token = rows.filter(digest=digest, purpose=purpose).first()
+        if token is None or token.used_at is not None or token.expires <= clock.now():
+            return None
+        return token
+
+    def prunable(self, now: datetime) -> QuerySet[VerificationToken]:
+        """Expired tokens, and verify tokens already used (single use)."""
+        return self.filter(Q(expires__lte=now) | Q(used_at__isnull=False, purpose="verify"))
+
+
+class SourceManager(models.Manager["Source"]):
+    """Upstream sources; the ones named in FEDERATION_SOURCES are synced once
+    per process, before the first read, so the environment and the admin
+    agree on what is configured."""
+
+    _synced = False
+
+    def sync_configured(self) -> None:
+        """Create or update the sources named in FEDERATION_SOURCES (environment)."""
+        for order, entry in enumerate(settings.FEDERATION_SOURCES):
+            self.update_or_create(
+                name=entry["name"],
+                defaults={
+                    "kind": entry["kind"],
+                    "url": entry.get("url", ""),
+                    "authoritative_domains": [d.lower() for d in entry.get("domains", [])],
+                    "order": entry.get("order", (order + 1) * 10),
+                    "enabled": entry.get("enabled", True),
+                    "timeout": float(entry.get("timeout", settings.FEDERATION_SOURCE_TIMEOUT)),
+                    "options": entry.get("options", {}),
+                },
+            )
+
+    def enabled(self) -> list[Source]:
+        """The enabled sources, in order."""
+        if not SourceManager._synced and settings.FEDERATION_SOURCES:
+            self.sync_configured()
+            SourceManager._synced = True
+        return list(self.filter(enabled=True).order_by("order", "name"))
+
+    def authoritative_for(self, domain: str, rows: list[Source] | None = None) -> list[Source]:
+        """The sources that are the only authority for `domain` (rule 7)."""
+        return [
+            s for s in (rows if rows is not None else self.enabled()) if domain in s.authoritative_domains
+        ]
+
+    def authoritative_domains(self) -> set[str]:
+        """Every domain some enabled source is the only authority for (one query)."""
+        return {d for s in self.enabled() for d in s.authoritative_domains}

@@ -1,0 +1,53 @@
+"""Self-service management (as keys.openpgp.org's /manage): the owner asks
+for a link by mail, then unpublishes addresses or removes the whole key."""
+
+from __future__ import annotations
+
+from functools import partial
+
+from django.conf import settings
+from django.db import transaction
+from django.utils.translation import gettext as _
+
+from .. import ratelimit
+from ..errors import InvalidKey, InvalidToken, RateLimited
+from ..models import Binding, Event, Key, VerificationToken
+from . import mail, policy, tokens
+
+
+def request_manage_link(address: str, *, client: str, locale: str = "") -> None:
+    """Mail management links for the published keys of `address`.
+
+    The caller answers the same whether or not the address is known: no
+    enumeration. The client's limit is a 429; the address's limit is silent.
+    """
+    if not ratelimit.allow(f"manage-ip:{client}", settings.RATE_MANAGE_PER_CLIENT):
+        raise RateLimited()
+    key_ids = Binding.objects.published_key_ids(address)
+    if not key_ids or not ratelimit.allow(f"manage-addr:{address}", settings.RATE_MANAGE_PER_ADDRESS):
+        return
+    Event.objects.record("manage_link_requested", address=address, actor=client)
+    transaction.on_commit(partial(mail.send_manage_mail.delay, address, key_ids, locale))
+
+
+def key_for_manage_token(plain: str) -> Key:
+    key = tokens.find(plain, VerificationToken.Purpose.MANAGE).key
+    if key.blocked:
+        raise InvalidToken()
+    return key
+
+
+def owner_unpublish(plain: str, address: str, *, actor: str) -> Binding:
+    key = key_for_manage_token(plain)
+    binding = key.bindings.filter(address=address).first()
+    if binding is None:
+        raise InvalidKey(_("This address is not on this key."))
+    policy.unpublish(binding, actor=actor)
+    return binding
+
+
+def owner_remove_key(plain: str, *, actor: str) -> Key:
+    """The owner removes the whole key: every address at once, for good."""
+    key = key_for_manage_token(plain)
+    policy.remove_key_by_policy(key, reason="removed by its owner", actor=actor)
+    return key

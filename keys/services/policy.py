@@ -1,0 +1,78 @@
+"""Administration: removal by policy, purge, unpublishing, fingerprint audits.
+
+A policy block is enforced inside the import service too, so no path
+(upload, fallback, refresh, dump import) brings a removed key or address
+back.
+"""
+
+from __future__ import annotations
+
+from .. import clock
+from ..models import Binding, Event, Key, PolicyBlock
+from . import publication
+from .locking import locked_key
+
+State = Binding.State
+
+
+def mark_fingerprint_verified(binding: Binding, *, actor: str) -> None:
+    """Staff compared the fingerprint out of band with the owner."""
+    with locked_key(binding.key_id) as key:
+        binding = key.bindings.get(pk=binding.pk)
+        binding.validation = Binding.Validation.FINGERPRINT_VERIFIED
+        binding.last_audited_at = clock.now()
+        binding.save(update_fields=["validation", "last_audited_at", "updated"])
+        Event.objects.record("fingerprint_verified", key=key, address=binding.address, actor=actor)
+
+
+def purge(key: Key, *, actor: str) -> None:
+    """Delete a key and everything bound to it; a policy block keeps it out."""
+    with locked_key(key.pk) as key:
+        PolicyBlock.objects.get_or_create(
+            fingerprint=key.fingerprint, defaults={"reason": "purged", "created_by": actor}
+        )
+        Event.objects.record("key_purged", actor=actor, detail=key.fingerprint)
+        Event.objects.filter(key=key).update(key=None)
+        key.delete()
+
+
+def unpublish(binding: Binding, *, actor: str) -> None:
+    """Take one address off its key (staff or the owner)."""
+    with locked_key(binding.key_id) as key:
+        publication.unpublish(key, [key.bindings.get(pk=binding.pk)], actor=actor)
+
+
+def remove_key_by_policy(key: Key, *, reason: str, actor: str) -> None:
+    """Take a key out of distribution for good: no path brings it back."""
+    with locked_key(key.pk) as key:
+        PolicyBlock.objects.get_or_create(
+            fingerprint=key.fingerprint, defaults={"reason": reason, "created_by": actor}
+        )
+        publication.remove_key(key, actor=actor, reason=reason)
+
+
+def remove_address_by_policy(address: str, *, reason: str, actor: str) -> None:
+    """Block an address (or pattern) on every key, now and for later uploads."""
+    block, _created = PolicyBlock.objects.get_or_create(
+        address_pattern=address, defaults={"reason": reason, "created_by": actor}
+    )
+    apply_policy_block(block, actor=actor)
+
+
+def apply_policy_block(block: PolicyBlock, *, actor: str) -> None:
+    """Apply a new or changed block to what is stored already."""
+    if block.fingerprint:
+        key = Key.objects.filter(fingerprint=block.fingerprint).first()
+        if key and not key.blocked:
+            remove_key_by_policy(key, reason=block.reason, actor=actor)
+    if not block.address_pattern:
+        return
+    candidates = Binding.objects.exclude(state=State.REMOVED_BY_POLICY)
+    if "*" not in block.address_pattern and "?" not in block.address_pattern:
+        candidates = candidates.filter(address=block.address_pattern.lower())
+    for binding in candidates:
+        if not PolicyBlock.objects.blocked_addresses([binding.address]):
+            continue
+        with locked_key(binding.key_id) as key:
+            locked = key.bindings.get(pk=binding.pk)
+            publication.remove_address(key, locked, actor=actor, reason=block.reason)

@@ -1,0 +1,140 @@
+"""Proving addresses: confirmation mails, their tokens, and other proofs.
+
+An address becomes published only when proven (publication rule 3): by a
+confirmed verification mail here, or by a proof another part checked (an
+OIDC id_token on the Attester API, the organisation's directory).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from functools import partial
+
+from django.conf import settings
+from django.db import transaction
+from django.utils.translation import gettext as _
+
+from .. import clock, ratelimit
+from ..errors import InvalidKey, InvalidToken, RateLimited
+from ..models import Binding, Event, Key, PolicyBlock, Source, VerificationToken
+from . import mail, publication, tokens
+from .locking import locked_key
+
+State = Binding.State
+Validation = Binding.Validation
+# States from which an address may be asked to confirm.
+CONFIRMABLE = (State.UNPUBLISHED, State.PENDING, State.CACHED)
+
+
+def request_verification(
+    key: Key,
+    addresses: Iterable[str],
+    *,
+    client: str,
+    locale: str = "",
+    actor: str = "",
+    replace: bool = False,
+) -> None:
+    """Mail a confirmation link to each requested address (publication rule 8).
+
+    Addresses already published are left alone. A repeat for the same address
+    within its limit sends nothing (a 429 there would tell a stranger that
+    someone else asked): the address stays pending. The client's own limit is
+    a 429; what was sent before it stays sent.
+    """
+    requested = list(dict.fromkeys(addresses))[: settings.MAX_MAILS_PER_UPLOAD]
+    if not requested:
+        return
+    limited = False
+    with locked_key(key.pk) as key:
+        if key.revoked or key.blocked:
+            return
+        organisation = Source.objects.authoritative_domains()
+        for binding in key.bindings.filter(address__in=requested).order_by("id"):
+            if binding.state not in CONFIRMABLE or binding.domain in organisation:
+                continue  # rule 7: not published over the organisation's directory
+            if not _mail_one(key, binding, client=client, locale=locale, actor=actor, replace=replace):
+                limited = True
+                break
+    if limited:
+        raise RateLimited(
+            _("Too many confirmation mails were requested from your address. Please try again later.")
+        )
+
+
+def _mail_one(key: Key, binding: Binding, *, client: str, locale: str, actor: str, replace: bool) -> bool:
+    """Mark one address pending and mail it, within the limits; False when
+    the client's limit is reached."""
+    address_bucket = f"mail-addr:{binding.address}"
+    if not ratelimit.allow(address_bucket, settings.RATE_MAIL_PER_ADDRESS):
+        publication.mark_pending(binding)
+        return True
+    if not ratelimit.allow(f"mail-ip:{client}", settings.RATE_MAIL_PER_CLIENT):
+        ratelimit.refund(address_bucket)
+        return False
+    publication.mark_pending(binding)
+    Event.objects.record("verification_requested", key=key, address=binding.address, actor=actor or client)
+    transaction.on_commit(partial(mail.send_verification_mail.delay, binding.pk, locale, replace))
+    return True
+
+
+def verification_target(plain: str) -> VerificationToken:
+    """The token behind a confirmation link, for the page that shows it."""
+    token = tokens.find(plain, VerificationToken.Purpose.VERIFY)
+    binding = token.key.bindings.filter(address=token.address).first()
+    if binding is None or binding.state in (State.REVOKED, State.REMOVED_BY_POLICY):
+        raise InvalidToken(_("This address can no longer be confirmed for this key."))
+    return token
+
+
+def _confirmable(key: Key, binding: Binding | None) -> bool:
+    return not (
+        binding is None
+        or key.revoked
+        or key.blocked
+        or binding.state in (State.REVOKED, State.REMOVED_BY_POLICY)
+        or PolicyBlock.objects.blocked_addresses([binding.address])
+        or binding.domain in Source.objects.authoritative_domains()
+    )
+
+
+def confirm(plain: str, *, actor: str = "") -> Binding:
+    """Publish the address of a verification token (single use)."""
+    with transaction.atomic():
+        token = tokens.find(plain, VerificationToken.Purpose.VERIFY, for_update=True)
+        with locked_key(token.key.pk) as key:
+            binding = key.bindings.filter(address=token.address).first()
+            token.used_at = clock.now()
+            token.save(update_fields=["used_at"])
+            if binding is None or not _confirmable(key, binding):
+                raise InvalidToken(_("This address can no longer be confirmed for this key."))
+            publication.publish(key, binding, Validation.EMAIL_CONFIRMED, actor=actor or "email")
+            if token.replace:
+                publication.replace_others(binding.address, keep=key, actor=actor or "email")
+    return binding
+
+
+def publish_proven(key: Key, address: str, validation: str, *, actor: str, replace: bool = False) -> Binding:
+    """Publish an address proven another way than by mail (OIDC, directory)."""
+    with locked_key(key.pk) as key:
+        binding = key.bindings.filter(address=address).first()
+        if (
+            binding is None
+            or key.revoked
+            or key.blocked
+            or binding.state in (State.REVOKED, State.REMOVED_BY_POLICY)
+        ):
+            raise InvalidKey(_("This key has no valid user ID for %(address)s.") % {"address": address})
+        publication.publish(key, binding, validation, actor=actor)
+        if replace:
+            publication.replace_others(address, keep=key, actor=actor)
+    return binding
+
+
+def upload_token(key: Key) -> str:
+    """The VKS upload token: request-verify may use it for an hour."""
+    return tokens.issue(VerificationToken.Purpose.UPLOAD, key)
+
+
+def key_for_upload_token(plain: str) -> Key:
+    return tokens.find(plain, VerificationToken.Purpose.UPLOAD).key

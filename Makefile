@@ -29,10 +29,14 @@ run: migrate
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Style, types, the layers (import-linter contracts in pyproject.toml) and the
+# size limits (no product module above 400 lines, no function above complexity 15).
 lint: $(STAMP)
 	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 	$(BIN)/mypy .
+	$(BIN)/lint-imports
+	$(BIN)/python tools/check_limits.py
 
 format: $(STAMP)
 	$(BIN)/ruff format .

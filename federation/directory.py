@@ -54,21 +54,17 @@ def parse_server(raw: str) -> tuple[str, int]:
     return match.group("host"), port
 
 
-def _relay_target(host: str, port: int, address: str) -> Source:
-    """The server as a throwaway source if the relay may ask it, else 403.
-
-    Allowed: LDAP_RELAY_ALLOWED_HOSTS (`host` means port 389, `host:port`
-    that port), the host and port of every enabled LDAP source (with its URL
-    scheme and TLS options, never its bind credentials), and, with
-    LDAP_RELAY_ALLOW_KEYS_SUBDOMAINS, `keys.<domain of the address>` on 389.
-    """
-    options: dict[str, object] = {"layout": "keyserver"}
-    scheme = "ldap"
-    allowed = False
+def _listed(host: str, port: int) -> bool:
+    """In LDAP_RELAY_ALLOWED_HOSTS: `host` means port 389, `host:port` that port."""
     for entry in settings.LDAP_RELAY_ALLOWED_HOSTS:
         name, _sep, entry_port = str(entry).strip().lower().partition(":")
         if name == host and (int(entry_port) if entry_port.isdigit() else LDAP_PORT) == port:
-            allowed = True
+            return True
+    return False
+
+
+def _configured_source(host: str, port: int) -> Source | None:
+    """The enabled LDAP source on this host and port, if there is one."""
     for row in Source.objects.enabled():
         if row.kind != Source.Kind.LDAP:
             continue
@@ -78,18 +74,31 @@ def _relay_target(host: str, port: int, address: str) -> Source:
         except ValueError:
             continue
         if parts.hostname == host and row_port == port:
-            allowed = True
-            scheme = parts.scheme
-            row_options = row.options or {}
-            options.update({k: row_options[k] for k in ("starttls", "ca_file") if k in row_options})
-            break
-    if (
+            return row
+    return None
+
+
+def _relay_target(host: str, port: int, address: str) -> Source:
+    """The server as a throwaway source if the relay may ask it, else 403.
+
+    Allowed: LDAP_RELAY_ALLOWED_HOSTS, the host and port of every enabled
+    LDAP source (with its URL scheme and TLS options, never its bind
+    credentials), and, with LDAP_RELAY_ALLOW_KEYS_SUBDOMAINS,
+    `keys.<domain of the address>` on 389.
+    """
+    options: dict[str, object] = {"layout": "keyserver"}
+    scheme = "ldap"
+    source = _configured_source(host, port)
+    if source is not None:
+        scheme = urlsplit(source.url).scheme
+        configured = source.options or {}
+        options.update({k: configured[k] for k in ("starttls", "ca_file") if k in configured})
+    keys_subdomain = (
         settings.LDAP_RELAY_ALLOW_KEYS_SUBDOMAINS
         and host == f"keys.{domain_of(address)}"
         and port == LDAP_PORT
-    ):
-        allowed = True
-    if not allowed:
+    )
+    if not (source is not None or _listed(host, port) or keys_subdomain):
         raise ForbiddenServer()
     return Source(
         name=f"relay:{host}:{port}",

@@ -20,6 +20,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass, field
+from typing import Any
 from urllib.parse import urlsplit
 
 import urllib3
@@ -90,6 +91,31 @@ def resolve(host: str, port: int) -> str:
     return addresses[0]
 
 
+def _connect(scheme: str, host: str, ip: str, port: int, timeout: float) -> urllib3.connection.HTTPConnection:
+    """A connection to the checked address; for https the certificate is
+    still verified against the host name."""
+    if scheme == "https":
+        return urllib3.connection.HTTPSConnection(
+            ip,
+            port,
+            timeout=timeout,
+            server_hostname=host,
+            assert_hostname=host,
+            cert_reqs="CERT_REQUIRED",
+            ca_certs=settings.FEDERATION_CA_BUNDLE or None,
+        )
+    return urllib3.connection.HTTPConnection(ip, port, timeout=timeout)
+
+
+def _read_body(response: Any, host: str, limit: int) -> bytes:
+    body = bytearray()
+    while chunk := response.read1(16384):
+        body += chunk
+        if len(body) > limit:
+            raise OutboundError(f"answer from {host} larger than {limit} bytes", permanent=True)
+    return bytes(body)
+
+
 def get(
     url: str,
     *,
@@ -106,24 +132,8 @@ def get(
     limit = max_bytes or settings.FEDERATION_MAX_RESPONSE_BYTES
     started = time.monotonic()
     deadline = started + timeout
-    ip = resolve(host, port)
-
-    connection: urllib3.connection.HTTPConnection
-    if parts.scheme == "https":
-        connection = urllib3.connection.HTTPSConnection(
-            ip,
-            port,
-            timeout=timeout,
-            server_hostname=host,
-            assert_hostname=host,
-            cert_reqs="CERT_REQUIRED",
-            ca_certs=settings.FEDERATION_CA_BUNDLE or None,
-        )
-    else:
-        connection = urllib3.connection.HTTPConnection(ip, port, timeout=timeout)
-    path = parts.path or "/"
-    if parts.query:
-        path += "?" + parts.query
+    connection = _connect(parts.scheme, host, resolve(host, port), port, timeout)
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
     request_headers = {
         "Host": parts.netloc.rsplit("@", 1)[-1],
         "User-Agent": USER_AGENT,
@@ -138,22 +148,11 @@ def get(
     try:
         connection.request("GET", path, headers=request_headers, preload_content=False, decode_content=False)
         response = connection.getresponse()
-        body = bytearray()
-        while True:
-            chunk = response.read1(16384)
-            if not chunk:
-                break
-            body += chunk
-            if len(body) > limit:
-                raise OutboundError(f"answer from {host} larger than {limit} bytes", permanent=True)
+        body = _read_body(response, host, limit)
         if time.monotonic() >= deadline:
             raise OutboundError(f"no complete answer from {host} within {timeout:g} s")
-        return Response(
-            response.status,
-            bytes(body),
-            {k.lower(): v for k, v in response.headers.items()},
-            time.monotonic() - started,
-        )
+        answer_headers = {k.lower(): v for k, v in response.headers.items()}
+        return Response(response.status, body, answer_headers, time.monotonic() - started)
     except OutboundError:
         raise
     except (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError, ValueError) as exc:

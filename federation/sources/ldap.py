@@ -179,7 +179,8 @@ class _Session:
             raise ldap.TIMEOUT({"desc": "Timed out"})
         return left
 
-    def open(self) -> None:
+    def _target(self) -> tuple[str, str, int, bool]:
+        """(scheme, host to connect to, port, TLS) after the SSRF guard."""
         try:
             parts = urlsplit(self.url)
             port = parts.port or (636 if parts.scheme == "ldaps" else 389)
@@ -196,9 +197,11 @@ class _Session:
         # With TLS the certificate is checked against the name; without it,
         # connect to the very address the guard checked.
         target = host if tls else ip
-        if ":" in target:
-            target = f"[{target}]"
-        self.conn = ldap.initialize(f"{parts.scheme}://{target}:{port}")
+        return parts.scheme, f"[{target}]" if ":" in target else target, port, tls
+
+    def open(self) -> None:
+        scheme, target, port, tls = self._target()
+        self.conn = ldap.initialize(f"{scheme}://{target}:{port}")
         self.conn.set_option(ldap.OPT_PROTOCOL_VERSION, 3)
         self.conn.set_option(ldap.OPT_REFERRALS, 0)  # never follow a referral elsewhere
         self.conn.set_option(ldap.OPT_NETWORK_TIMEOUT, self.left())
@@ -209,7 +212,7 @@ class _Session:
             if ca_file:
                 self.conn.set_option(ldap.OPT_X_TLS_CACERTFILE, str(ca_file))
             self.conn.set_option(ldap.OPT_X_TLS_NEWCTX, 0)
-        if self.options.get("starttls") and parts.scheme == "ldap":
+        if self.options.get("starttls") and scheme == "ldap":
             self.conn.start_tls_s()
         self.conn.set_option(ldap.OPT_TIMEOUT, self.left())
         self.conn.simple_bind_s(

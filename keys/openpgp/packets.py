@@ -274,48 +274,64 @@ def _subpackets(data: bytes) -> Iterator[tuple[int, bytes]]:
         pos += length
 
 
+def _v3_signature(body: bytes) -> Signature:
+    return Signature(
+        3,
+        body[2],
+        body[16] if len(body) > 16 else 0,
+        datetime.fromtimestamp(int.from_bytes(body[3:7], "big"), UTC),
+        body[7:15].hex().upper(),
+        None,
+        None,
+        None,
+        False,
+    )
+
+
+def _issuer_subpacket(sig: Signature, kind: int, value: bytes) -> None:
+    """Issuer key id (16) and issuer fingerprint (33): trusted in either area,
+    the signature is checked against the key they name."""
+    if kind == 16 and len(value) == 8:
+        sig.issuer_keyid = sig.issuer_keyid or value.hex().upper()
+    elif kind == 33 and len(value) in (21, 33):
+        sig.issuer_fpr = sig.issuer_fpr or value[1:].hex().upper()
+
+
+def _hashed_subpacket(sig: Signature, kind: int, value: bytes) -> None:
+    """Creation time (2), key expiry (9), key flags (27), primary user ID (25):
+    only from the hashed area, which the signature covers."""
+    if kind == 2 and len(value) == 4:
+        sig.created = datetime.fromtimestamp(int.from_bytes(value, "big"), UTC)
+    elif kind == 9 and len(value) == 4:
+        sig.key_expiry = int.from_bytes(value, "big")
+    elif kind == 27 and value:
+        sig.key_flags = value[0]
+    elif kind == 25 and value:
+        sig.primary_uid = value[0] != 0
+
+
 def parse_signature(body: bytes) -> Signature:
     """The fields of a signature packet we decide on (RFC 9580, 5.2)."""
     if len(body) < 6:
         raise InvalidKey(_("A signature in the key is malformed."))
     version = body[0]
     if version == 3:
-        return Signature(
-            3,
-            body[2],
-            body[16] if len(body) > 16 else 0,
-            datetime.fromtimestamp(int.from_bytes(body[3:7], "big"), UTC),
-            body[7:15].hex().upper(),
-            None,
-            None,
-            None,
-            False,
-        )
+        return _v3_signature(body)
     if version not in (4, 6):
         raise InvalidKey(_("A signature in the key has an unsupported version."))
     size = 2 if version == 4 else 4
-    sig_type, hash_algo = body[1], body[3]
     pos = 4
     hashed_len = int.from_bytes(body[pos : pos + size], "big")
     hashed = body[pos + size : pos + size + hashed_len]
     pos += size + hashed_len
     unhashed_len = int.from_bytes(body[pos : pos + size], "big")
     unhashed = body[pos + size : pos + size + unhashed_len]
-    sig = Signature(version, sig_type, hash_algo, None, None, None, None, None, False)
-    for area, trusted in ((hashed, True), (unhashed, False)):
-        for kind, value in _subpackets(area):
-            if kind == 2 and trusted and len(value) == 4:
-                sig.created = datetime.fromtimestamp(int.from_bytes(value, "big"), UTC)
-            elif kind == 16 and len(value) == 8:
-                sig.issuer_keyid = sig.issuer_keyid or value.hex().upper()
-            elif kind == 33 and len(value) in (21, 33):
-                sig.issuer_fpr = sig.issuer_fpr or value[1:].hex().upper()
-            elif kind == 9 and trusted and len(value) == 4:
-                sig.key_expiry = int.from_bytes(value, "big")
-            elif kind == 27 and trusted and value:
-                sig.key_flags = value[0]
-            elif kind == 25 and trusted and value:
-                sig.primary_uid = value[0] != 0
+    sig = Signature(version, body[1], body[3], None, None, None, None, None, False)
+    for kind, value in _subpackets(hashed):
+        _issuer_subpacket(sig, kind, value)
+        _hashed_subpacket(sig, kind, value)
+    for kind, value in _subpackets(unhashed):
+        _issuer_subpacket(sig, kind, value)
     return sig
 
 

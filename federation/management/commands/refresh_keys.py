@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from keys import clock
 from keys.identifiers import parse_fingerprint
 from keys.models import Key
 
@@ -28,11 +29,7 @@ class Command(BaseCommand):
                 raise CommandError("unknown fingerprint")
         elif options["due"]:
             if options["dry_run"]:
-                from django.utils import timezone
-
-                ids = list(
-                    Key.objects.filter(next_refresh_at__lte=timezone.now()).values_list("id", flat=True)
-                )
+                ids = list(Key.objects.filter(next_refresh_at__lte=clock.now()).values_list("id", flat=True))
             else:
                 ids = lease_due()
         else:

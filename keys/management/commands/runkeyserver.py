@@ -20,13 +20,13 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand
 from django.db import close_old_connections, connections
 
+from attester.celery import app, beat_schedule
+
 log = logging.getLogger(__name__)
 
 
 def run_schedule_in_process(stop: threading.Event, first_delay: float = 5.0) -> None:
     """Send each periodic task when it is due, eagerly, in this process."""
-    from attester.celery import app, beat_schedule
-
     # A worker imports the task modules when it starts; this process must too.
     app.loader.import_default_modules()
     schedule = beat_schedule()

@@ -19,7 +19,7 @@ from federation import oidc, serve
 
 from ..errors import InvalidEmail, InvalidKey, KeyserverError, NoKeyUploaded, NotFound
 from ..identifiers import Query, normalize_email, parse_hex_id
-from ..services import submission
+from ..services import answers, submission
 from ..services.welcome import welcome
 from .http import client_ip, json_object
 
@@ -67,7 +67,7 @@ def _lookup(text: str, *, client: str) -> str:
         served = serve.with_user_ids(serve.for_id(query, client=client))
     if not served:
         raise NotFound()
-    return "".join(s.armored if s.armored.endswith("\n") else s.armored + "\n" for s in served)
+    return answers.attester_text(served)
 
 
 @csrf_exempt

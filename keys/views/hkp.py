@@ -8,7 +8,6 @@ adds `exact=on`. Errors are text/plain.
 from __future__ import annotations
 
 import json
-from urllib.parse import quote
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -19,15 +18,13 @@ from django.views.decorators.http import require_POST, require_safe
 from federation import serve
 from federation.serve import Served
 
+from .. import clock
 from ..errors import InvalidKey, InvalidQuery, NoKeyUploaded, NotFound
 from ..identifiers import Query, parse_search
-from ..services import submission
+from ..services import answers, submission
 from .http import address_status, client_ip, key_response, raw_query
 
 TEXT = "text/plain; charset=utf-8"
-# Printable ASCII stays as it is in an mr uid field; ':', '%', controls and
-# non-ASCII bytes are percent-encoded.
-UID_SAFE = " !\"#$&'()*+,-./;<=>?@[]^_`{|}~"
 
 
 def find_keys(query: Query, *, client: str) -> list[Served]:
@@ -62,25 +59,9 @@ def lookup(request: HttpRequest) -> HttpResponse:
     if op == "get":
         return key_response(served)
     if "mr" in params.get("options", "").split(","):
-        return HttpResponse(index_mr(served), content_type=TEXT)
+        return HttpResponse(answers.mr_index(served, clock.now()), content_type=TEXT)
     # Without options=mr the draft leaves the format open: a page for people.
     return render(request, "hkp_index.html", {"served": served, "search": search, "verbose": op == "vindex"})
-
-
-def index_mr(served: list[Served]) -> str:
-    """The machine-readable index (HKP draft, 5.2): percent-encoded uids."""
-    lines = [f"info:1:{len(served)}"]
-    for item in served:
-        key = item.key
-        flags = ("r" if key.revoked else "") + ("e" if key.is_expired else "")
-        expires = str(int(key.expires.timestamp())) if key.expires else ""
-        lines.append(
-            f"pub:{key.fingerprint}:{key.algorithm_id}:{key.bits or ''}:"
-            f"{int(key.created.timestamp())}:{expires}:{flags}"
-        )
-        for uid in item.user_ids:
-            lines.append(f"uid:{quote(uid, safe=UID_SAFE)}:::{flags}")
-    return "\n".join(lines) + "\n"
 
 
 def _keytext(request: HttpRequest) -> bytes:

@@ -217,6 +217,12 @@ KEEP_SIGNATURES_PER_COMPONENT = env.int("KEEP_SIGNATURES_PER_COMPONENT", default
 MAX_KEYS_PER_UPLOAD = env.int("MAX_KEYS_PER_UPLOAD", default=20)
 MAX_MAILS_PER_UPLOAD = env.int("MAX_MAILS_PER_UPLOAD", default=10)
 
+# The published answers as files, for the front server (deploy/nginx): empty
+# turns them off. Other web nodes follow the change log every interval.
+PUBLISH_DIR = env.str("PUBLISH_DIR", default=str(VAR_DIR / "public"))
+PUBLISH_FOLLOW_INTERVAL = env.float("PUBLISH_FOLLOW_INTERVAL", default=0.25)
+PUBLISH_LOG_RETENTION_HOURS = env.int("PUBLISH_LOG_RETENTION_HOURS", default=48)
+
 # Tokens (DESIGN.md: Token).
 VERIFY_TOKEN_TTL = timedelta(hours=env.float("VERIFY_TOKEN_TTL_HOURS", default=72))
 UPLOAD_TOKEN_TTL = timedelta(minutes=env.float("UPLOAD_TOKEN_TTL_MINUTES", default=60))

@@ -1,11 +1,14 @@
 """Settings for the test suite: PostgreSQL and Redis on this machine by default."""
 
 import os
+import tempfile
 
 os.environ.setdefault("DATABASE_URL", "postgres://postgres@127.0.0.1:5432/keyserver")
 os.environ.setdefault("REDIS_URL", "redis://127.0.0.1:6379/15")
 os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "true")
 os.environ.setdefault("SITE_URL", "http://testserver")
+# The published file tree of the test process: a scratch directory, never var/.
+os.environ.setdefault("PUBLISH_DIR", tempfile.mkdtemp(prefix="ks-public-"))
 
 from .settings import *  # noqa: F403
 

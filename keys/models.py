@@ -80,6 +80,9 @@ class Key(models.Model):
                 name="key_due_refresh",
                 condition=Q(next_refresh_at__isnull=False),
             ),
+            # The published file trees rewrite a key's answers when it expires
+            # (its mr index flags and its place in address answers change).
+            models.Index(fields=["expires"], name="key_expires", condition=Q(expires__isnull=False)),
         ]
 
     def __str__(self) -> str:
@@ -233,6 +236,25 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.action} {self.fingerprint} {self.address}"
+
+
+class PublishedChange(models.Model):
+    """One entry of the change log the published file trees follow.
+
+    Written in the transaction of every change of a key's answers (by
+    keys.services.published_files), so a web node that did not make the
+    change brings its own tree up to date by reading the log in id order
+    (`manage.py materialize --follow`). `kind` is "key" (every answer of a
+    stored key: fingerprints, key ids, addresses), or "fpr", "keyid",
+    "email" for one identifier that no stored key names any more.
+    """
+
+    kind = models.CharField(max_length=8)
+    value = models.CharField(max_length=400)
+    at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.value}"
 
 
 class Source(models.Model):

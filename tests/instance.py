@@ -18,7 +18,14 @@ import requests
 from .conftest import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
-TEST_ONLY = {"DATABASE_URL", "REDIS_URL", "CELERY_BROKER_URL", "CELERY_TASK_ALWAYS_EAGER", "EMAIL_URL"}
+TEST_ONLY = {
+    "DATABASE_URL",
+    "REDIS_URL",
+    "CELERY_BROKER_URL",
+    "CELERY_TASK_ALWAYS_EAGER",
+    "EMAIL_URL",
+    "PUBLISH_DIR",
+}
 
 
 class Instance:

@@ -8,6 +8,9 @@ from django.conf import settings
 
 from .. import clock
 from ..models import Event, Key, VerificationToken
+from . import published_files
+from .locking import locked_key
+from .tree_follower import prune_log
 
 
 def prune(*, dry_run: bool = False) -> dict[str, int]:
@@ -19,6 +22,16 @@ def prune(*, dry_run: bool = False) -> dict[str, int]:
     counts = {"tokens": tokens.count(), "unconfirmed_keys": unconfirmed.count(), "events": events.count()}
     if not dry_run:
         tokens.delete()
-        Key.objects.filter(pk__in=list(unconfirmed.values_list("pk", flat=True))).delete()
+        for key in list(unconfirmed):
+            _delete(key)
         events.delete()
+        counts["published_changes"] = prune_log(now)
     return counts
+
+
+def _delete(key: Key) -> None:
+    """Delete an upload nobody confirmed, with its published files."""
+    with locked_key(key.pk) as locked:
+        gone = published_files.identifiers_of(locked)
+        locked.delete()
+        published_files.changed(locked, gone=gone)

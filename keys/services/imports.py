@@ -15,7 +15,7 @@ from django.utils.translation import gettext as _
 from .. import clock, openpgp
 from ..errors import InvalidKey, RemovedByPolicy
 from ..models import Event, Key, Origin, PolicyBlock, Subkey
-from . import publication
+from . import publication, published_files
 from .limits import limits
 from .locking import locked_key
 from .schedule import next_refresh
@@ -189,13 +189,16 @@ def _apply(key: Key, info: openpgp.CertInfo, *, actor: str) -> None:
         setattr(key, name, value)
     key.save()
     wanted = {s.fingerprint: s.key_id for s in info.subkeys}
-    have = set(key.subkeys.values_list("fingerprint", flat=True))
+    have = dict(key.subkeys.values_list("fingerprint", "key_id"))
     key.subkeys.exclude(fingerprint__in=wanted).delete()
     Subkey.objects.bulk_create(
         Subkey(primary=key, fingerprint=fpr, key_id=kid) for fpr, kid in wanted.items() if fpr not in have
     )
+    gone = published_files.Identifiers(
+        {f for f in have if f not in wanted}, {k for f, k in have.items() if f not in wanted}
+    )
     publication.sync_bindings(key, info, actor=actor)
-    publication.rebuild(key, info)
+    publication.rebuild(key, info, gone=gone)
 
 
 def stored_certificate(key: Key) -> openpgp.CertInfo:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .. import clock
 from ..models import Binding, Event, Key, PolicyBlock
-from . import publication
+from . import publication, published_files
 from .locking import locked_key
 
 State = Binding.State
@@ -33,7 +33,9 @@ def purge(key: Key, *, actor: str) -> None:
         )
         Event.objects.record("key_purged", actor=actor, detail=key.fingerprint)
         Event.objects.filter(key=key).update(key=None)
+        gone = published_files.identifiers_of(key)
         key.delete()
+        published_files.changed(key, gone=gone)
 
 
 def unpublish(binding: Binding, *, actor: str) -> None:

@@ -19,7 +19,7 @@ from django.db import transaction
 from .. import clock, openpgp
 from ..identifiers import domain_of, wkd_hash
 from ..models import Binding, Event, Key, PolicyBlock
-from . import mail
+from . import mail, published_files
 from .limits import limits
 from .locking import locked_key
 
@@ -226,8 +226,11 @@ def _fallback_form(key: Key, info: openpgp.CertInfo, published: list[str], cache
     return _form(info, published + cached)
 
 
-def rebuild(key: Key, info: openpgp.CertInfo | None = None) -> None:
-    """Recompute the published certificate, its armor and per-address forms.
+def rebuild(
+    key: Key, info: openpgp.CertInfo | None = None, *, gone: published_files.Identifiers | None = None
+) -> None:
+    """Recompute the published certificate, its armor and per-address forms,
+    and the published files (`gone`: identifiers the key no longer has).
 
     Called with the key row locked, in the transaction that changed it
     (publication rule 2), so lookups only ever read precomputed bytes.
@@ -255,3 +258,4 @@ def rebuild(key: Key, info: openpgp.CertInfo | None = None) -> None:
         if bytes(binding.certificate) != certificate:
             binding.certificate = certificate
             binding.save(update_fields=["certificate", "updated"])
+    published_files.changed(key, gone=gone)

@@ -1,0 +1,284 @@
+"""Published answers as files, for a front server to serve without the application.
+
+Under PUBLISH_DIR (default var/public/) the tree holds the exact bytes each
+lookup answers for published keys (keys.services.answers computes them for
+the views too):
+
+    fpr/<2>/<FPR>           HKP get and VKS by-fingerprint, primary and subkey fingerprints
+    keyid/<2>/<KEYID>       HKP get and VKS by-keyid (every key sharing the id, one block)
+    email/<domain>/<local>  HKP get and VKS by-email by address (every published key)
+    email-fpr/<d>/<local>   the first key's fingerprint (VKS names the download after it)
+    index/<domain>/<local>  HKP index and vindex with options=mr
+    pub/<domain>/<local>    the Attester's GET /pub/<address>
+    wkd/<domain>/<hash>     WKD, for the domains in WKD_DOMAINS
+
+Address path parts keep a-z, 0-9 and `._+-`; every other byte is %XX
+(uppercase hex), so no address can name a path outside its directory. A
+file's mtime is the time its answer last changed, so the front server's
+Last-Modified and ETag ("<mtime hex>-<size hex>", as nginx makes it) equal
+the application's. Cached upstream keys, misses and everything else are
+never written: the front server passes them to the application.
+
+How a change reaches the files (the publication owner calls `changed`):
+
+1. In the transaction of the change: one change-log row (PublishedChange),
+   and the affected files are removed at once, so from the moment the
+   change commits nothing stale is served from a file (a missing file falls
+   through to the application, which reads the database).
+2. After the commit: the answers are computed from the database and written
+   (a temporary file renamed into place), under a lock shared by every
+   process of the node, reading inside the lock so the last writer wins.
+3. Other web nodes follow the log by themselves (`follow`, run by
+   `manage.py materialize --follow`); the tree is derived state, which
+   `manage.py materialize` rebuilds from the database and `--check` compares.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import re
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from functools import partial
+from pathlib import Path
+
+from django.conf import settings
+from django.db import transaction
+
+from .. import clock
+from ..identifiers import Query, domain_of, wkd_hash
+from ..models import Key, PublishedChange, Subkey
+from . import answers
+
+_UNSAFE = re.compile(rb"[^a-z0-9._+-]")
+_local = threading.local()
+
+
+@dataclass
+class Identifiers:
+    """Everything a lookup may name: the answers one change touches."""
+
+    fingerprints: set[str] = field(default_factory=set)
+    keyids: set[str] = field(default_factory=set)
+    addresses: set[str] = field(default_factory=set)
+
+    def update(self, other: Identifiers) -> None:
+        self.fingerprints |= other.fingerprints
+        self.keyids |= other.keyids
+        self.addresses |= other.addresses
+
+    def __bool__(self) -> bool:
+        return bool(self.fingerprints or self.keyids or self.addresses)
+
+
+@dataclass(frozen=True)
+class File:
+    data: bytes
+    modified: datetime | None
+
+
+def root() -> Path | None:
+    """The tree, or None when PUBLISH_DIR is empty (no files are written)."""
+    return Path(settings.PUBLISH_DIR) if settings.PUBLISH_DIR else None
+
+
+# -- paths -------------------------------------------------------------------------------
+
+
+def component(text: str) -> str:
+    return _UNSAFE.sub(lambda m: b"%%%02X" % m.group()[0], text.encode("utf-8")).decode("ascii")
+
+
+def fingerprint_path(fpr: str) -> str:
+    return f"fpr/{fpr[:2]}/{fpr}"
+
+
+def keyid_path(keyid: str) -> str:
+    return f"keyid/{keyid[:2]}/{keyid}"
+
+
+def address_paths(address: str) -> dict[str, str]:
+    local, domain = address.rsplit("@", 1)
+    tail = f"{component(domain)}/{component(local)}"
+    paths = {kind: f"{kind}/{tail}" for kind in ("email", "email-fpr", "index", "pub")}
+    if domain in settings.WKD_DOMAINS:
+        paths["wkd"] = f"wkd/{component(domain)}/{wkd_hash(address)}"
+    return paths
+
+
+def paths_of(ids: Identifiers) -> list[str]:
+    paths = [fingerprint_path(f) for f in ids.fingerprints] + [keyid_path(k) for k in ids.keyids]
+    for address in ids.addresses:
+        paths += address_paths(address).values()
+    return paths
+
+
+# -- the answers ---------------------------------------------------------------------------
+
+
+def _by_id(served: list[answers.Served]) -> File | None:
+    """A file only when both HKP and VKS would answer these very bytes: every
+    key in its published form, each with a user ID or revoked (rule 6)."""
+    if (
+        not served
+        or not all(s.published for s in served)
+        or len(answers.with_user_ids(served)) != len(served)
+    ):
+        return None
+    return File(answers.armored(served).encode("utf-8"), answers.modified(served))
+
+
+def _address_files(address: str) -> dict[str, File | None]:
+    paths = address_paths(address)
+    served = answers.for_email(address)
+    if not served or not all(s.published for s in served):
+        return {path: None for path in paths.values()}
+    modified = answers.modified(served)
+    per_address = answers.for_email(address, per_address=True) or []
+    files: dict[str, File | None] = {
+        paths["email"]: File(answers.armored(served).encode("utf-8"), modified),
+        paths["email-fpr"]: File(served[0].key.fingerprint.encode("ascii"), modified),
+        paths["index"]: File(answers.mr_index(served, clock.now()).encode("utf-8"), modified),
+        paths["pub"]: File(answers.attester_text(per_address).encode("utf-8"), modified),
+    }
+    if "wkd" in paths:
+        data = answers.wkd(domain_of(address), wkd_hash(address))
+        files[paths["wkd"]] = File(data, modified) if data else None
+    return files
+
+
+def expected(ids: Identifiers) -> dict[str, File | None]:
+    """The content of each path the identifiers name; None: no file."""
+    files: dict[str, File | None] = {}
+    for fpr in ids.fingerprints:
+        files[fingerprint_path(fpr)] = _by_id(answers.for_id(Query("fingerprint", fpr)))
+    for keyid in ids.keyids:
+        files[keyid_path(keyid)] = _by_id(answers.for_id(Query("keyid", keyid)))
+    for address in ids.addresses:
+        files.update(_address_files(address))
+    return files
+
+
+def identifiers_of(key: Key) -> Identifiers:
+    """Every identifier whose answer depends on this key."""
+    subkeys = list(Subkey.objects.filter(primary=key).values_list("fingerprint", "key_id"))
+    return Identifiers(
+        {key.fingerprint, *(f for f, _k in subkeys)},
+        {key.key_id, *(k for _f, k in subkeys)},
+        set(key.bindings.values_list("address", flat=True)),
+    )
+
+
+# -- writing -------------------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _locked(tree: Path) -> Iterator[None]:
+    tree.mkdir(parents=True, exist_ok=True)
+    with open(tree / ".lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _write(path: Path, file: File) -> bool:
+    """Write atomically (temporary file, then rename); False if already so."""
+    mtime = int(file.modified.timestamp()) if file.modified else int(clock.now().timestamp())
+    with contextlib.suppress(OSError):
+        if int(path.stat().st_mtime) == mtime and path.read_bytes() == file.data:
+            return False
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    tmp.write_bytes(file.data)
+    os.chmod(tmp, 0o644)
+    os.utime(tmp, (mtime, mtime))
+    os.replace(tmp, path)
+    return True
+
+
+def apply(tree: Path, files: dict[str, File | None]) -> tuple[int, int]:
+    """Make the tree hold `files`; (written, removed)."""
+    written = removed = 0
+    for rel, file in files.items():
+        path = tree / rel
+        if file is None:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed += 1
+        elif _write(path, file):
+            written += 1
+    return written, removed
+
+
+def rewrite(tree: Path, ids: Identifiers) -> tuple[int, int]:
+    """Recompute the identifiers' answers from the database and write them."""
+    with _locked(tree):
+        return apply(tree, expected(ids))
+
+
+def _remove(tree: Path, ids: Identifiers) -> None:
+    for rel in paths_of(ids):
+        with contextlib.suppress(FileNotFoundError):
+            (tree / rel).unlink()
+
+
+# -- the hook of the publication owner -----------------------------------------------------
+
+
+@contextlib.contextmanager
+def deferred() -> Iterator[None]:
+    """For bulk work (dump imports): affected files are still removed at
+    once, but not rewritten after each commit; `materialize` or the follower
+    writes them (until then the application answers)."""
+    _local.deferred = True
+    try:
+        yield
+    finally:
+        _local.deferred = False
+
+
+def changed(key: Key, *, gone: Identifiers | None = None) -> None:
+    """Record, in the current transaction, that the key's answers changed.
+
+    `gone`: identifiers the key no longer has (removed subkeys, or all of
+    them when the key is deleted), which the log must name explicitly.
+    """
+    rows = [PublishedChange(kind="key", value=key.fingerprint)] if key.pk else []
+    if gone:
+        rows += [PublishedChange(kind="fpr", value=f) for f in gone.fingerprints]
+        rows += [PublishedChange(kind="keyid", value=k) for k in gone.keyids]
+        rows += [PublishedChange(kind="email", value=a) for a in gone.addresses]
+    PublishedChange.objects.bulk_create(rows)
+    tree = root()
+    if tree is None:
+        return
+    ids = identifiers_of(key) if key.pk else Identifiers()
+    if gone:
+        ids.update(gone)
+    _remove(tree, ids)
+    if not getattr(_local, "deferred", False):
+        transaction.on_commit(partial(rewrite, tree, ids))
+
+
+def expand(kind: str, value: str) -> Identifiers:
+    """The identifiers a change-log row names (a key: all of its current ones)."""
+    if kind == "key":
+        key = Key.objects.filter(fingerprint=value).first()
+        return identifiers_of(key) if key else Identifiers({value})
+    if kind == "fpr":
+        return Identifiers(fingerprints={value})
+    if kind == "keyid":
+        return Identifiers(keyids={value})
+    return Identifiers(addresses={value})
+
+
+def all_identifiers() -> Iterable[Identifiers]:
+    """Per key, everything a lookup may name (for a full rebuild)."""
+    for key in Key.objects.only("id", "fingerprint", "key_id").iterator(chunk_size=500):
+        yield identifiers_of(key)

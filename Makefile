@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run test lint format install migrate clean bench bench-refresh
+.PHONY: run serve test lint format install migrate clean bench bench-refresh bench-hkp
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,16 @@ migrate: $(STAMP)
 # EMAIL_URL, REDIS_URL, SITE_URL or PORT say otherwise.
 run: migrate
 	$(BIN)/python manage.py runkeyserver
+
+# The production stack on this machine: nginx (deploy/nginx) in front of
+# gunicorn, on PostgreSQL (DATABASE_URL, default the local server's database
+# "keyserver"). Needs Debian's nginx-light and libnginx-mod-http-lua.
+serve: export DATABASE_URL ?= postgres://postgres@127.0.0.1:5432/keyserver
+serve: $(STAMP)
+	$(BIN)/python tools/ensure_database.py
+	$(BIN)/python manage.py migrate --noinput
+	$(BIN)/python manage.py createcachetable
+	$(BIN)/python manage.py serve
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)

@@ -223,6 +223,13 @@ PUBLISH_DIR = env.str("PUBLISH_DIR", default=str(VAR_DIR / "public"))
 PUBLISH_FOLLOW_INTERVAL = env.float("PUBLISH_FOLLOW_INTERVAL", default=0.25)
 PUBLISH_LOG_RETENTION_HOURS = env.int("PUBLISH_LOG_RETENTION_HOURS", default=48)
 
+# `make serve` (manage.py serve): gunicorn workers behind nginx, and nginx's
+# lookup limit per client address ("100r/s"; a burst of 200 passes at once),
+# with networks exempt from it (a load balancer's own checks, a benchmark).
+SERVE_WORKERS = env.int("SERVE_WORKERS", default=2)
+SERVE_LOOKUP_RATE = env.str("SERVE_LOOKUP_RATE", default="100r/s")
+SERVE_LOOKUP_RATE_EXEMPT = env.list("SERVE_LOOKUP_RATE_EXEMPT", default=[])
+
 # Tokens (DESIGN.md: Token).
 VERIFY_TOKEN_TTL = timedelta(hours=env.float("VERIFY_TOKEN_TTL_HOURS", default=72))
 UPLOAD_TOKEN_TTL = timedelta(minutes=env.float("UPLOAD_TOKEN_TTL_MINUTES", default=60))

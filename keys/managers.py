@@ -17,10 +17,11 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 
-from . import clock
+from . import clock, rows
+from .rows import BindingRow, KeyRow
 
 if TYPE_CHECKING:
-    from .models import Binding, Event, Key, PolicyBlock, Source, VerificationToken  # noqa: F401
+    from .models import Binding, Event, Key, PolicyBlock, Source, Subkey, VerificationToken  # noqa: F401
 
 # Binding states whose address some lookup path may serve (rule 3: cached
 # ones only as a fallback).
@@ -45,19 +46,13 @@ def best_first(rows: QuerySet[Any], key: str = "") -> QuerySet[Any]:
 
 
 class KeyManager(models.Manager["Key"]):
-    def by_fingerprint(self, fpr: str) -> Key | None:
-        """The served key with this primary or subkey fingerprint."""
-        key = self.defer("data").filter(SERVED_BY_ID, fingerprint=fpr).first()
-        if key is None:
-            key = best_first(self.filter(SERVED_BY_ID, subkeys__fingerprint=fpr)).defer("data").first()
-        return key
+    def by_fingerprint(self, fpr: str) -> KeyRow | None:
+        """The served key with this primary or subkey fingerprint (one statement)."""
+        return rows.by_fingerprint(fpr)
 
-    def by_keyid(self, keyid: str) -> list[Key]:
-        """Served keys whose primary key or a subkey has this long key id."""
-        keys = list(best_first(self.filter(SERVED_BY_ID, key_id=keyid)).defer("data"))
-        if not keys:
-            keys = list(best_first(self.filter(SERVED_BY_ID, subkeys__key_id=keyid).distinct()).defer("data"))
-        return keys
+    def by_keyid(self, keyid: str) -> list[KeyRow]:
+        """Served keys whose primary key, or else a subkey, has this long key id."""
+        return rows.by_keyid(keyid)
 
     def revocation_target(self, issuer_fpr: str | None, issuer_keyid: str | None) -> Key | None:
         """The key a bare revocation certificate names as its issuer."""
@@ -77,10 +72,9 @@ class KeyManager(models.Manager["Key"]):
 
 
 class BindingManager(models.Manager["Binding"]):
-    def served(self, address: str, states: Iterable[str] = (PUBLISHED,)) -> list[Binding]:
-        """Bindings of an address in `states` (per-address certificates), best first."""
-        rows = self.filter(address=address, state__in=list(states), key__blocked=False).select_related("key")
-        return list(best_first(rows.defer("key__data"), "key__"))
+    def served(self, address: str, states: tuple[str, ...] = (PUBLISHED,)) -> list[BindingRow]:
+        """Bindings of an address in `states` with their keys, best first (one statement)."""
+        return rows.by_address(address, states)
 
     def wkd(self, domain: str, wkd_hash: str) -> QuerySet[Any, bytes | memoryview]:
         """The certificates WKD serves for (domain, hash), in serving order.
@@ -119,6 +113,17 @@ class BindingManager(models.Manager["Binding"]):
 
     def published_count(self) -> int:
         return self.filter(state=PUBLISHED).count()
+
+
+class SubkeyManager(models.Manager["Subkey"]):
+    def fingerprints_of(self, key_pks: list[int]) -> dict[int, list[str]]:
+        """Subkey fingerprints per key (the HKP vindex page)."""
+        found: dict[int, list[str]] = {}
+        for primary, fingerprint in self.filter(primary_id__in=key_pks).values_list(
+            "primary_id", "fingerprint"
+        ):
+            found.setdefault(primary, []).append(fingerprint)
+        return found
 
 
 class PolicyBlockManager(models.Manager["PolicyBlock"]):

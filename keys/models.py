@@ -23,6 +23,7 @@ from .managers import (
     KeyManager,
     PolicyBlockManager,
     SourceManager,
+    SubkeyManager,
     VerificationTokenManager,
 )
 
@@ -101,6 +102,8 @@ class Subkey(models.Model):
     primary = models.ForeignKey(Key, on_delete=models.CASCADE, related_name="subkeys")
     fingerprint = models.CharField(_("fingerprint"), max_length=64, db_index=True)
     key_id = models.CharField(_("key ID"), max_length=16, db_index=True)
+
+    objects = SubkeyManager()
 
     class Meta:
         constraints = [

@@ -17,6 +17,7 @@ from .. import openpgp
 from ..identifiers import Query
 from ..managers import SERVED_STATES
 from ..models import Binding, Key
+from ..rows import KeyRow
 
 # Printable ASCII stays as it is in an mr uid field; ':', '%', controls and
 # non-ASCII bytes are percent-encoded (HKP draft, 5.2).
@@ -25,7 +26,7 @@ UID_SAFE = " !\"#$&'()*+,-./;<=>?@[]^_`{|}~"
 
 @dataclass
 class Served:
-    key: Key
+    key: KeyRow
     data: bytes
     user_ids: list[str]
     armored_text: str = ""
@@ -38,7 +39,7 @@ class Served:
         return self.armored_text or openpgp.armor(self.data)
 
 
-def _by_id_form(key: Key) -> Served:
+def _by_id_form(key: KeyRow) -> Served:
     """A key by fingerprint or key id: its published form, else its fallback
     form (cached addresses), else the bare key (no user IDs)."""
     if key.published_user_ids or key.revoked or not key.fallback_user_ids:

@@ -21,6 +21,7 @@ from federation.serve import Served
 from .. import clock
 from ..errors import InvalidKey, InvalidQuery, NoKeyUploaded, NotFound
 from ..identifiers import Query, parse_search
+from ..models import Subkey
 from ..services import answers, submission
 from .http import address_status, client_ip, key_response, raw_query
 
@@ -61,7 +62,9 @@ def lookup(request: HttpRequest) -> HttpResponse:
     if "mr" in params.get("options", "").split(","):
         return HttpResponse(answers.mr_index(served, clock.now()), content_type=TEXT)
     # Without options=mr the draft leaves the format open: a page for people.
-    return render(request, "hkp_index.html", {"served": served, "search": search, "verbose": op == "vindex"})
+    subkeys = Subkey.objects.fingerprints_of([s.key.pk for s in served]) if op == "vindex" else {}
+    items = [{"key": s.key, "user_ids": s.user_ids, "subkeys": subkeys.get(s.key.pk, [])} for s in served]
+    return render(request, "hkp_index.html", {"served": items, "search": search, "verbose": op == "vindex"})
 
 
 def _keytext(request: HttpRequest) -> bytes:

@@ -1,0 +1,129 @@
+"""`make serve`: the production stack on this machine.
+
+nginx in front (deploy/nginx: published answers from files, buffering,
+body cap, lookup rate limit, static assets), gunicorn behind it, and the
+follower that keeps this node's file tree equal to the database. The
+database is DATABASE_URL (PostgreSQL in production). Prints the URL, stops
+every part on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from string import Template
+from typing import Any
+
+from django.conf import settings
+from django.core.management import call_command
+from django.core.management.base import BaseCommand, CommandError
+
+DEPLOY = Path(settings.BASE_DIR) / "deploy" / "nginx"
+TEMPLATES = ("nginx.conf.template", "keyserver-routes.conf", "keyserver-headers.conf", "keyserver.lua")
+
+
+def server_names(hosts: list[str]) -> str:
+    """ALLOWED_HOSTS as nginx server names (".example.org" means the same)."""
+    names = ["_" if h == "*" else h for h in dict.fromkeys(hosts) if h]
+    return " ".join(names) or "_"
+
+
+def render(run_dir: Path, values: dict[str, str]) -> Path:
+    """Write the nginx configuration into run_dir; the main file's path."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    for name in TEMPLATES:
+        text = Template((DEPLOY / name).read_text()).safe_substitute(values)
+        (run_dir / name.removesuffix(".template")).write_text(text)
+    return run_dir / "nginx.conf"
+
+
+def nginx_values(run_dir: Path, *, listen: str, app: str, workers: str = "auto") -> dict[str, str]:
+    exempt = "".join(f"        {net} 1;\n" for net in settings.SERVE_LOOKUP_RATE_EXEMPT)
+    return {
+        "WORKERS": workers,
+        "RUN_DIR": str(run_dir),
+        "CONF_DIR": str(run_dir),
+        "ACCESS_LOG": "off",
+        "LISTEN": listen,
+        "SERVER_NAMES": server_names(settings.ALLOWED_HOSTS),
+        "PUBLISH_DIR": str(settings.PUBLISH_DIR),
+        "STATIC_ROOT": str(settings.STATIC_ROOT),
+        "APP_ADDRESS": app,
+        "WKD_ANY_HOST": "1" if settings.WKD_ADVANCED_ANY_HOST else "0",
+        "LOOKUP_RATE": settings.SERVE_LOOKUP_RATE,
+        "LOOKUP_RATE_EXEMPT": exempt.rstrip("\n"),
+    }
+
+
+class Command(BaseCommand):
+    help = "Serve the production stack: nginx in front of gunicorn, with this node's file tree."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--host", default="127.0.0.1")
+        parser.add_argument("--port", type=int, default=settings.PORT)
+        parser.add_argument("--app-port", type=int, default=0, help="gunicorn's port (default: port + 1)")
+        parser.add_argument("--workers", type=int, default=settings.SERVE_WORKERS)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        if not Path(nginx).exists():
+            raise CommandError("nginx is not installed: apt-get install nginx-light libnginx-mod-http-lua")
+        run_dir = Path(settings.VAR_DIR) / "serve"
+        app_port = options["app_port"] or options["port"] + 1
+        app = f"127.0.0.1:{app_port}"
+        conf = render(run_dir, nginx_values(run_dir, listen=f"{options['host']}:{options['port']}", app=app))
+        subprocess.run([nginx, "-t", "-q", "-p", str(run_dir), "-c", str(conf)], check=True)
+        call_command("collectstatic", "--noinput", verbosity=0)
+        parts = self._start(nginx, run_dir, conf, app, options["workers"])
+        self.stdout.write(f"Keyserver: http://{options['host']}:{options['port']} (nginx; gunicorn on {app})")
+        self.stdout.write(f"Files:     {settings.PUBLISH_DIR} (followed); logs in {run_dir}")
+        self.stdout.flush()
+        self._wait(parts)
+
+    def _start(self, nginx: str, run_dir: Path, conf: Path, app: str, workers: int) -> list[subprocess.Popen]:
+        python = sys.executable
+        gunicorn = [
+            python, "-m", "gunicorn", "attester.wsgi",
+            "--bind", app,
+            "--workers", str(workers),
+            "--worker-class", "sync",
+            "--keep-alive", "75",
+            "--log-file", str(run_dir / "gunicorn.log"),
+        ]  # fmt: skip
+        follower = [python, "manage.py", "materialize", "--follow", "--quiet"]
+        base = str(settings.BASE_DIR)
+        return [
+            subprocess.Popen(gunicorn, cwd=base),
+            subprocess.Popen(follower, cwd=base, stdout=open(run_dir / "follow.log", "ab")),
+            subprocess.Popen([nginx, "-p", str(run_dir), "-c", str(conf), "-g", "daemon off;"]),
+        ]
+
+    def _wait(self, parts: list[subprocess.Popen]) -> None:
+        stopping = False
+
+        def stop(_signum: int, _frame: object) -> None:
+            nonlocal stopping
+            stopping = True
+
+        signal.signal(signal.SIGINT, stop)
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            while not stopping and all(p.poll() is None for p in parts):
+                time.sleep(0.2)
+        finally:
+            for part in parts:
+                if part.poll() is None:
+                    part.send_signal(signal.SIGTERM if part is not parts[-1] else signal.SIGQUIT)
+            for part in parts:
+                try:
+                    part.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    part.kill()
+            self.stdout.write("stopped")
+        failed = [p for p in parts if p.returncode not in (0, -signal.SIGTERM, -signal.SIGQUIT, None)]
+        if failed and not stopping:
+            raise CommandError(f"a part of the stack stopped: {failed[0].args!r}")

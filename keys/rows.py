@@ -1,0 +1,180 @@
+"""The hot read queries as plain SQL, for the lookups every client makes.
+
+Building and compiling an ORM query costs more CPU than PostgreSQL takes to
+run it (docs/performance.md), so the three lookups that answer almost every
+request (a key by fingerprint, by key id, the keys of an address) are
+written out once here: one statement each, selecting only the columns an
+answer needs, executed as a prepared statement on PostgreSQL, and read into
+small rows instead of model instances. The managers (keys.managers) expose
+them; what they return has the fields of Key that answers and templates use.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+from django.db import OperationalError, connection
+from django.utils.dateparse import parse_datetime
+
+from . import clock
+
+_KEY_COLUMNS = (
+    "k.id, k.fingerprint, k.key_id, k.algorithm, k.algorithm_id, k.bits, k.created, k.expires, "
+    "k.revoked, k.blocked, k.updated, k.published, k.published_armor, k.published_user_ids, "
+    "k.fallback, k.fallback_armor, k.fallback_user_ids"
+)
+# Publication rule 4's order: valid keys first, then revoked or expired; newest first.
+_BEST_FIRST = (
+    "CASE WHEN k.revoked OR (k.expires IS NOT NULL AND k.expires <= %s) THEN 1 ELSE 0 END, "
+    "k.created DESC, k.fingerprint"
+)
+# Served by id: not removed by policy, or removed but revoked (rule 5).
+_SERVED_BY_ID = "(NOT k.blocked OR k.revoked)"
+
+# The key with this primary fingerprint, else the best key with this subkey.
+BY_FINGERPRINT = f"""
+SELECT {_KEY_COLUMNS} FROM keys_key k
+WHERE k.id IN (SELECT id FROM keys_key WHERE fingerprint = %s
+               UNION SELECT primary_id FROM keys_subkey WHERE fingerprint = %s)
+  AND {_SERVED_BY_ID}
+ORDER BY CASE WHEN k.fingerprint = %s THEN 0 ELSE 1 END, {_BEST_FIRST}
+LIMIT 1
+"""
+
+# The keys with this primary key id; only when there are none, those with such a subkey.
+BY_KEYID = f"""
+SELECT {_KEY_COLUMNS} FROM keys_key k
+WHERE {_SERVED_BY_ID} AND (
+    k.key_id = %s
+    OR (k.id IN (SELECT primary_id FROM keys_subkey WHERE key_id = %s)
+        AND NOT EXISTS (SELECT 1 FROM keys_key p WHERE p.key_id = %s AND (NOT p.blocked OR p.revoked))))
+ORDER BY {_BEST_FIRST}
+"""
+
+# The published and cached bindings of an address, with their keys.
+BY_ADDRESS = f"""
+SELECT b.state, b.certificate, {_KEY_COLUMNS} FROM keys_binding b
+JOIN keys_key k ON k.id = b.key_id
+WHERE b.address = %s AND b.state IN (%s, %s) AND NOT k.blocked
+ORDER BY {_BEST_FIRST}
+"""
+
+
+@dataclass
+class KeyRow:
+    """What lookups read of a key (the columns of Key they need)."""
+
+    pk: int
+    fingerprint: str
+    key_id: str
+    algorithm: str
+    algorithm_id: int
+    bits: int | None
+    created: datetime
+    expires: datetime | None
+    revoked: bool
+    blocked: bool
+    updated: datetime
+    published: bytes
+    published_armor: str
+    published_user_ids: list[str]
+    fallback: bytes
+    fallback_armor: str
+    fallback_user_ids: list[str]
+
+    @property
+    def is_expired(self) -> bool:
+        return self.expires is not None and self.expires <= clock.now()
+
+
+@dataclass
+class BindingRow:
+    state: str
+    certificate: bytes
+    key: KeyRow
+
+
+def _moment(value: Any) -> datetime | None:
+    moment = value if value is None or isinstance(value, datetime) else parse_datetime(str(value))
+    if moment is not None and moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment
+
+
+def _list(value: Any) -> list[str]:
+    return json.loads(value) if isinstance(value, str | bytes) else list(value or [])
+
+
+def _key(values: tuple[Any, ...]) -> KeyRow:
+    """A row of _KEY_COLUMNS, in their order."""
+    pk, fpr, keyid, algorithm, algorithm_id, bits, created, expires, revoked, blocked, updated = values[:11]
+    published, published_armor, published_uids, fallback, fallback_armor, fallback_uids = values[11:17]
+    return KeyRow(
+        pk=pk,
+        fingerprint=fpr,
+        key_id=keyid,
+        algorithm=algorithm,
+        algorithm_id=algorithm_id,
+        bits=bits,
+        created=_moment(created) or clock.now(),
+        expires=_moment(expires),
+        revoked=bool(revoked),
+        blocked=bool(blocked),
+        updated=_moment(updated) or clock.now(),
+        published=bytes(published or b""),
+        published_armor=published_armor or "",
+        published_user_ids=_list(published_uids),
+        fallback=bytes(fallback or b""),
+        fallback_armor=fallback_armor or "",
+        fallback_user_ids=_list(fallback_uids),
+    )
+
+
+def fetch(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    """Run one read statement; prepared on PostgreSQL.
+
+    A lookup is read-only, so a connection found broken (PostgreSQL
+    restarted under a persistent connection) is replaced and the statement
+    run once more, instead of a per-request health check round trip.
+    """
+    for attempt in (1, 2):
+        try:
+            return _execute(sql, params)
+        except OperationalError:
+            if attempt == 2 or connection.in_atomic_block:
+                raise
+            connection.close()
+    return []
+
+
+def _execute(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    if connection.vendor != "postgresql":
+        with connection.cursor() as cursor:
+            cursor.execute(sql, params)
+            return list(cursor.fetchall())
+    # Skip Django's per-request "SELECT 1": a broken connection is retried above.
+    connection.health_check_done = True  # type: ignore[attr-defined]
+    connection.ensure_connection()
+    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+        # Server-side binding, so PostgreSQL plans the statement once per connection.
+        cursor.execute(sql, params, prepare=True)
+        return list(cursor.fetchall())
+
+
+def by_fingerprint(fpr: str) -> KeyRow | None:
+    rows = fetch(BY_FINGERPRINT, [fpr, fpr, fpr, clock.now()])
+    return _key(rows[0]) if rows else None
+
+
+def by_keyid(keyid: str) -> list[KeyRow]:
+    return [_key(row) for row in fetch(BY_KEYID, [keyid, keyid, keyid, clock.now()])]
+
+
+def by_address(address: str, states: tuple[str, ...]) -> list[BindingRow]:
+    wanted = (*states, *states)[:2]
+    rows = fetch(BY_ADDRESS, [address, *wanted, clock.now()])
+    return [BindingRow(row[0], bytes(row[1] or b""), _key(row[2:])) for row in rows]

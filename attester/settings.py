@@ -93,6 +93,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "keys.views.http.LookupMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.locale.LocaleMiddleware",
@@ -132,6 +133,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 else:
     DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
     DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
+    # The hot lookups (keys/rows.py) run as prepared statements, planned once
+    # per connection; the ORM's client-side cursors are not affected. Set it
+    # empty behind a transaction-pooling proxy that cannot keep them.
+    _prepare = env.str("DB_PREPARE_THRESHOLD", default="5")
+    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = int(_prepare) if _prepare else None
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Rate limits, negative caches and circuit breakers live here, so every
@@ -286,6 +292,8 @@ LDAP_RELAY_ALLOW_KEYS_SUBDOMAINS = env.bool("LDAP_RELAY_ALLOW_KEYS_SUBDOMAINS", 
 # Sources can also be added in the admin.
 FEDERATION_SOURCES = env.json("FEDERATION_SOURCES", default=[])
 FEDERATION_SOURCE_TIMEOUT = env.float("FEDERATION_SOURCE_TIMEOUT", default=5.0)
+# Each process reads the list of enabled sources at most this often.
+SOURCES_CACHE_SECONDS = env.float("SOURCES_CACHE_SECONDS", default=5.0)
 FEDERATION_TOTAL_TIMEOUT = env.float("FEDERATION_TOTAL_TIMEOUT", default=10.0)
 # Ask the organisation's directory first about every address, not only its own domains.
 FEDERATION_ORG_FIRST = env.bool("FEDERATION_ORG_FIRST", default=False)

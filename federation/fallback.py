@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 from django.core.cache import cache
+from django.db.models import F
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
@@ -76,11 +77,10 @@ def _breaker_open(source: Source) -> bool:
 
 
 def _record_failure(source: Source, error: str) -> None:
-    failures = source.failures + 1
     printable = "".join(c if c.isprintable() else "?" for c in error)[:500]
-    Source.objects.filter(pk=source.pk).update(
-        failures=failures, last_error=printable, last_error_at=timezone.now()
-    )
+    rows = Source.objects.filter(pk=source.pk)
+    rows.update(failures=F("failures") + 1, last_error=printable, last_error_at=timezone.now())
+    failures = rows.values_list("failures", flat=True).first() or 0
     if failures >= settings.FEDERATION_BREAKER_FAILURES:
         cache.set(f"cb-open:{source.pk}", 1, settings.FEDERATION_BREAKER_SECONDS)
 

@@ -9,14 +9,26 @@ writes too); this module adds the upstream fallback on a miss.
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from keys.identifiers import Query
 from keys.models import Binding, Key
 from keys.services import answers
-from keys.services.answers import Served, armored, first_published, with_user_ids
+from keys.services.answers import Served, armored, first_published, modified, with_user_ids
 
 from .fallback import fallback
 
-__all__ = ["Served", "armored", "first_published", "for_email", "for_id", "stats", "with_user_ids", "wkd"]
+__all__ = [
+    "Served",
+    "armored",
+    "first_published",
+    "for_email",
+    "for_id",
+    "modified",
+    "stats",
+    "with_user_ids",
+    "wkd",
+]
 
 
 def for_email(address: str, *, client: str, per_address: bool = False) -> list[Served]:
@@ -37,7 +49,7 @@ def for_id(query: Query, *, client: str) -> list[Served]:
     return local
 
 
-def wkd(domain: str, wkd_hash: str) -> bytes:
+def wkd(domain: str, wkd_hash: str) -> tuple[bytes, datetime | None]:
     """WKD serves published bindings only: never asks upstream (rule 3)."""
     return answers.wkd(domain, wkd_hash)
 

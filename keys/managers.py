@@ -8,7 +8,9 @@ builds querysets of its own for the hot paths.
 
 from __future__ import annotations
 
+import copy
 import fnmatch
+import time
 from collections.abc import Iterable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -76,7 +78,7 @@ class BindingManager(models.Manager["Binding"]):
         """Bindings of an address in `states` with their keys, best first (one statement)."""
         return rows.by_address(address, states)
 
-    def wkd(self, domain: str, wkd_hash: str) -> QuerySet[Any, bytes | memoryview]:
+    def wkd(self, domain: str, wkd_hash: str) -> QuerySet[Any, tuple[bytes | memoryview, datetime]]:
         """The certificates WKD serves for (domain, hash), in serving order.
 
         One query on binding_wkd (domain, wkd_hash, state), joined to Key for
@@ -84,7 +86,7 @@ class BindingManager(models.Manager["Binding"]):
         cached ones.
         """
         rows = self.filter(domain=domain, wkd_hash=wkd_hash, state=PUBLISHED, key__blocked=False)
-        return best_first(rows, "key__").values_list("certificate", flat=True)
+        return best_first(rows, "key__").values_list("certificate", "key__updated")
 
     def of_key(self, key: Key) -> QuerySet[Binding]:
         return self.filter(key=key).order_by("id")
@@ -202,12 +204,28 @@ class SourceManager(models.Manager["Source"]):
                 },
             )
 
+    # (when read, the rows) of the enabled sources: every miss and every
+    # confirmation asks, and the list changes only when an operator edits it.
+    _enabled: tuple[float, list[Source]] | None = None
+
     def enabled(self) -> list[Source]:
-        """The enabled sources, in order."""
+        """The enabled sources, in order: read at most every
+        SOURCES_CACHE_SECONDS per process (at once after a change made in
+        this process); copies, so a caller may adjust them."""
         if not SourceManager._synced and settings.FEDERATION_SOURCES:
             self.sync_configured()
             SourceManager._synced = True
-        return list(self.filter(enabled=True).order_by("order", "name"))
+        now = time.monotonic()
+        cached = SourceManager._enabled
+        if cached is None or now - cached[0] >= settings.SOURCES_CACHE_SECONDS:
+            cached = (now, list(self.filter(enabled=True).order_by("order", "name")))
+            SourceManager._enabled = cached
+        return [copy.copy(source) for source in cached[1]]
+
+    @staticmethod
+    def forget(**_kwargs: object) -> None:
+        """Drop the cached list (connected to Source's save and delete signals)."""
+        SourceManager._enabled = None
 
     def authoritative_for(self, domain: str, rows: list[Source] | None = None) -> list[Source]:
         """The sources that are the only authority for `domain` (rule 7)."""

@@ -299,3 +299,7 @@ class Source(models.Model):
 
     def __str__(self) -> str:
         return f"{self.name} ({self.kind})"
+
+
+models.signals.post_save.connect(SourceManager.forget, sender=Source)
+models.signals.post_delete.connect(SourceManager.forget, sender=Source)

@@ -76,12 +76,17 @@ def cast() -> Cast:
 
 @pytest.fixture(autouse=True)
 def _clean_cache() -> Iterator[None]:
-    """Rate-limit counters must not leak from one test into the next."""
+    """Rate-limit counters and the process's list of sources must not leak
+    from one test into the next (a flushed table sends no delete signals)."""
     from django.core.cache import cache
 
+    from keys.managers import SourceManager
+
     cache.clear()
+    SourceManager.forget()
     yield
     cache.clear()
+    SourceManager.forget()
 
 
 @pytest.fixture(autouse=True)

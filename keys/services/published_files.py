@@ -146,8 +146,8 @@ def _address_files(address: str) -> dict[str, File | None]:
         paths["pub"]: File(answers.attester_text(per_address).encode("utf-8"), modified),
     }
     if "wkd" in paths:
-        data = answers.wkd(domain_of(address), wkd_hash(address))
-        files[paths["wkd"]] = File(data, modified) if data else None
+        data, changed = answers.wkd(domain_of(address), wkd_hash(address))
+        files[paths["wkd"]] = File(data, changed) if data else None
     return files
 
 

@@ -21,7 +21,7 @@ from ..errors import InvalidEmail, InvalidKey, KeyserverError, NoKeyUploaded, No
 from ..identifiers import Query, normalize_email, parse_hex_id
 from ..services import answers, submission
 from ..services.welcome import welcome
-from .http import client_ip, json_object
+from .http import answer, client_ip, json_object
 
 TEXT = "text/plain; charset=utf-8"
 MAX_LOOKUPS = 50
@@ -58,7 +58,7 @@ def _raw_body(request: HttpRequest, query: str) -> tuple[str, bytes]:
     return address, request.body
 
 
-def _lookup(text: str, *, client: str) -> str:
+def _lookup(text: str, *, client: str) -> list[answers.Served]:
     """GET /pub/<email | long key id | fingerprint>: armored keys, best first."""
     if "@" in text:
         served = serve.for_email(normalize_email(text), client=client, per_address=True)
@@ -67,7 +67,7 @@ def _lookup(text: str, *, client: str) -> str:
         served = serve.with_user_ids(serve.for_id(query, client=client))
     if not served:
         raise NotFound()
-    return answers.attester_text(served)
+    return served
 
 
 @csrf_exempt
@@ -82,7 +82,8 @@ def pub(request: HttpRequest, query: str) -> HttpResponse:
             "is opened and confirmed."
         ) % {"address": address}
         return HttpResponse(message, content_type=TEXT)
-    return HttpResponse(_lookup(query, client=client_ip(request)), content_type=TEXT)
+    served = _lookup(query, client=client_ip(request))
+    return answer(request, answers.attester_text(served), TEXT, answers.modified(served))
 
 
 @csrf_exempt

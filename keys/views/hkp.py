@@ -23,7 +23,7 @@ from ..errors import InvalidKey, InvalidQuery, NoKeyUploaded, NotFound
 from ..identifiers import Query, parse_search
 from ..models import Subkey
 from ..services import answers, submission
-from .http import address_status, client_ip, key_response, raw_query
+from .http import address_status, answer, client_ip, key_response, raw_query
 
 TEXT = "text/plain; charset=utf-8"
 
@@ -58,9 +58,9 @@ def lookup(request: HttpRequest) -> HttpResponse:
     if not served:
         raise NotFound()
     if op == "get":
-        return key_response(served)
+        return key_response(request, served)
     if "mr" in params.get("options", "").split(","):
-        return HttpResponse(answers.mr_index(served, clock.now()), content_type=TEXT)
+        return answer(request, answers.mr_index(served, clock.now()), TEXT, answers.modified(served))
     # Without options=mr the draft leaves the format open: a page for people.
     subkeys = Subkey.objects.fingerprints_of([s.key.pk for s in served]) if op == "vindex" else {}
     items = [{"key": s.key, "user_ids": s.user_ids, "subkeys": subkeys.get(s.key.pk, [])} for s in served]

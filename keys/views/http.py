@@ -11,6 +11,7 @@ from __future__ import annotations
 import ipaddress
 import json
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 from urllib.parse import unquote_to_bytes
 
@@ -18,9 +19,13 @@ from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
+from django.urls import Resolver404, resolve
+from django.utils import translation
+from django.utils.cache import get_conditional_response, patch_vary_headers
+from django.utils.http import http_date
 from django.utils.translation import gettext as _
 
-from federation.serve import Served, armored
+from federation.serve import Served, armored, modified
 
 from ..errors import KeyserverError, KeyTooLarge, NotFound
 from ..models import Binding, Key
@@ -28,15 +33,42 @@ from ..models import Binding, Key
 PGP_KEYS = "application/pgp-keys"
 
 
-def key_response(served: list[Served], filename: str | None = None) -> HttpResponse:
+def answer(
+    request: HttpRequest,
+    body: bytes | str,
+    content_type: str,
+    modified: datetime | None,
+    headers: dict[str, str] | None = None,
+) -> HttpResponse:
+    """A key answer: the same in every language, with the validators the
+    front server derives from the published file (Last-Modified is the time
+    the answer last changed; the ETag "<seconds hex>-<length hex>" is nginx's
+    own form), so clients revalidate alike against either; a matching
+    If-None-Match (or a later If-Modified-Since) is a 304."""
+    data = body.encode("utf-8") if isinstance(body, str) else body
+    response = HttpResponse(data, content_type=content_type)
+    for name, value in (headers or {}).items():
+        response[name] = value
+    response.language_free = True  # type: ignore[attr-defined]
+    if modified is None:
+        return response
+    seconds = int(modified.timestamp())
+    response["ETag"] = f'"{seconds:x}-{len(data):x}"'
+    response["Last-Modified"] = http_date(seconds)
+    return (
+        get_conditional_response(request, etag=response["ETag"], last_modified=seconds, response=response)
+        or response
+    )
+
+
+def key_response(request: HttpRequest, served: list[Served], filename: str | None = None) -> HttpResponse:
     """Armored keys, all in one block (keys.openpgp.org's shape)."""
     if not served:
         raise NotFound()
-    response = HttpResponse(armored(served), content_type=f"{PGP_KEYS}; charset=utf-8")
-    response["Cache-Control"] = "no-cache"
+    headers = {"Cache-Control": "no-cache"}
     if filename:
-        response["Content-Disposition"] = f'attachment; filename="{filename}.asc"'
-    return response
+        headers["Content-Disposition"] = f'attachment; filename="{filename}.asc"'
+    return answer(request, armored(served), f"{PGP_KEYS}; charset=utf-8", modified(served), headers)
 
 
 def raw_query(request: HttpRequest) -> dict[str, str]:
@@ -201,3 +233,49 @@ class KeyserverErrorMiddleware:
         if isinstance(exception, KeyserverError):
             return error_response(request, exception)
         return None
+
+
+# GET and HEAD of these paths are lookups (LookupMiddleware).
+LOOKUP_PREFIXES = ("/pks/lookup", "/vks/v1/by-", "/pub/", "/.well-known/openpgpkey/")
+
+
+class LookupMiddleware:
+    """Lookups through only the middleware they need.
+
+    A lookup (GET or HEAD of a lookup path) uses no session, user, message
+    or CSRF token and is never a static file, so for lookups the middleware
+    providing those is skipped, and what the rest of the stack would do to
+    such a request is done here, in its order: the Host check
+    (CommonMiddleware), the language of messages (LocaleMiddleware: Vary and
+    Content-Language, except on key answers, which are the same in every
+    language), the error family and CORS (KeyserverErrorMiddleware),
+    X-Frame-Options and Content-Length. It sits right after
+    SecurityMiddleware; anything else passes on to the whole stack.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.method not in ("GET", "HEAD") or not request.path.startswith(LOOKUP_PREFIXES):
+            return self.get_response(request)
+        try:
+            match = resolve(request.path_info)
+        except Resolver404:
+            return self.get_response(request)
+        request.get_host()  # DisallowedHost: a 400, as CommonMiddleware has it
+        translation.activate(translation.get_language_from_request(request))
+        request.LANGUAGE_CODE = translation.get_language()
+        try:
+            response = match.func(request, *match.args, **match.kwargs)
+        except KeyserverError as error:
+            response = error_response(request, error)
+        response["Access-Control-Allow-Origin"] = "*"
+        if not getattr(response, "language_free", False):
+            patch_vary_headers(response, ("Accept-Language",))
+            response.headers.setdefault("Content-Language", request.LANGUAGE_CODE)
+        if "X-Frame-Options" not in response:
+            response["X-Frame-Options"] = settings.X_FRAME_OPTIONS
+        if not response.streaming and "Content-Length" not in response:
+            response["Content-Length"] = str(len(response.content))
+        return response

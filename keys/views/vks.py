@@ -25,13 +25,14 @@ from .http import address_status, client_ip, json_object, key_response
 def by_fingerprint(request: HttpRequest, fpr: str) -> HttpResponse:
     fingerprint = parse_fingerprint(fpr)
     served = serve.for_id(Query("fingerprint", fingerprint), client=client_ip(request))
-    return key_response(served, filename=fingerprint)
+    return key_response(request, served, filename=fingerprint)
 
 
 @require_safe
 def by_keyid(request: HttpRequest, keyid: str) -> HttpResponse:
     value = parse_keyid(keyid)
-    return key_response(serve.for_id(Query("keyid", value), client=client_ip(request)), filename=value)
+    served = serve.for_id(Query("keyid", value), client=client_ip(request))
+    return key_response(request, served, filename=value)
 
 
 @require_safe
@@ -39,7 +40,7 @@ def by_email(request: HttpRequest, email: str) -> HttpResponse:
     served = serve.for_email(normalize_email(email), client=client_ip(request))
     if not served:
         raise NotFound()
-    return key_response(served, filename=served[0].key.fingerprint)
+    return key_response(request, served, filename=served[0].key.fingerprint)
 
 
 def _json_body(request: HttpRequest) -> dict[str, Any]:

@@ -29,6 +29,7 @@ from federation import serve
 
 from ..errors import NotFound
 from ..identifiers import ZBASE32_ALPHABET
+from .http import answer
 
 # Section 3.1: "SHOULD use application/octet-stream"; never armor.
 OCTETS = "application/octet-stream"
@@ -96,16 +97,14 @@ def _is_openpgpkey_host(host: str, domain: str) -> bool:
     return prefix == "openpgpkey" and served_domain(rest) == domain
 
 
-def _key(domain: str, wkd_hash: str) -> HttpResponse:
+def _key(request: HttpRequest, domain: str, wkd_hash: str) -> HttpResponse:
     if not valid_hash(wkd_hash):
         raise NotFound()
-    data = serve.wkd(domain, wkd_hash)
+    data, modified = serve.wkd(domain, wkd_hash)
     if not data:
         raise NotFound()
-    response = HttpResponse(data, content_type=OCTETS)
     # Keys change (new subkeys, revocations): clients must revalidate.
-    response["Cache-Control"] = "no-cache"
-    return response
+    return answer(request, data, OCTETS, modified, {"Cache-Control": "no-cache"})
 
 
 def _policy(domain: str) -> HttpResponse:
@@ -124,7 +123,7 @@ def _submission_address(domain: str) -> HttpResponse:
 
 @require_safe
 def direct_key(request: HttpRequest, wkd_hash: str) -> HttpResponse:
-    return _key(_direct_domain(request), wkd_hash)
+    return _key(request, _direct_domain(request), wkd_hash)
 
 
 @require_safe
@@ -139,7 +138,7 @@ def direct_submission_address(request: HttpRequest) -> HttpResponse:
 
 @require_safe
 def advanced_key(request: HttpRequest, domain: str, wkd_hash: str) -> HttpResponse:
-    return _key(_advanced_domain(request, domain), wkd_hash)
+    return _key(request, _advanced_domain(request, domain), wkd_hash)
 
 
 @require_safe

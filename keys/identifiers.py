@@ -28,6 +28,24 @@ def _lower_ascii(text: str) -> str:
     return text.translate({c: c + 32 for c in range(ord("A"), ord("Z") + 1)})
 
 
+# Plain ASCII host names, which IDNA only lowercases: letters, digits and
+# inner hyphens, never two hyphens at the third and fourth place (IDNA
+# reserves those, as in "xn--").
+_PLAIN_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
+
+
+def _idna(domain: str) -> str:
+    """The domain's ASCII form (IDNA, UTS-46), lowercase; InvalidEmail if it has none."""
+    lowered = domain.lower()
+    labels = lowered.split(".")
+    if domain.isascii() and all(_PLAIN_LABEL.match(label) and label[2:4] != "--" for label in labels):
+        return lowered  # what idna.encode gives for such a name, without its cost
+    try:
+        return idna.encode(domain, uts46=True).decode("ascii").lower()
+    except (idna.IDNAError, UnicodeError, ValueError):
+        raise InvalidEmail() from None
+
+
 def normalize_email(raw: str) -> str:
     """Return the normalised address or raise InvalidEmail.
 
@@ -42,10 +60,7 @@ def normalize_email(raw: str) -> str:
         raise InvalidEmail()
     if local.startswith(".") or local.endswith(".") or ".." in local:
         raise InvalidEmail()
-    try:
-        ascii_domain = idna.encode(domain, uts46=True).decode("ascii").lower()
-    except (idna.IDNAError, UnicodeError, ValueError):
-        raise InvalidEmail() from None
+    ascii_domain = _idna(domain)
     if "." not in ascii_domain.strip(".") or ascii_domain.endswith("."):
         raise InvalidEmail()
     return f"{_lower_ascii(local)}@{ascii_domain}"

@@ -20,7 +20,7 @@ from django.db import models
 from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 
 from . import clock, rows
-from .rows import BindingRow, KeyRow
+from .rows import BindingRow, KeyRow, StoredCopy
 
 if TYPE_CHECKING:
     from .models import Binding, Event, Key, PolicyBlock, Source, Subkey, VerificationToken  # noqa: F401
@@ -55,6 +55,10 @@ class KeyManager(models.Manager["Key"]):
     def by_keyid(self, keyid: str) -> list[KeyRow]:
         """Served keys whose primary key, or else a subkey, has this long key id."""
         return rows.by_keyid(keyid)
+
+    def stored_copy(self, fpr: str) -> StoredCopy:
+        """For an upload: whether the fingerprint is blocked, and what is stored (one statement)."""
+        return rows.stored_copy(fpr)
 
     def revocation_target(self, issuer_fpr: str | None, issuer_keyid: str | None) -> Key | None:
         """The key a bare revocation certificate names as its issuer."""
@@ -91,13 +95,17 @@ class BindingManager(models.Manager["Binding"]):
     def of_key(self, key: Key) -> QuerySet[Binding]:
         return self.filter(key=key).order_by("id")
 
+    def states(self, key: Key) -> list[tuple[str, str, bool]]:
+        """(address, state, a confirmation mail out) of each binding, in order (one statement)."""
+        return rows.states(key.pk)
+
     def unconfirmed_addresses(self, key: Key) -> list[str]:
         """Addresses of a key that are neither published nor awaiting confirmation."""
-        return list(
-            self.filter(Q(state="unpublished") | Q(state=CACHED, pending_since__isnull=True), key=key)
-            .order_by("id")
-            .values_list("address", flat=True)
-        )
+        return [
+            address
+            for address, state, mailed in self.states(key)
+            if state == "unpublished" or (state == CACHED and not mailed)
+        ]
 
     def is_published(self, fingerprint: str, address: str) -> bool:
         return self.filter(

@@ -50,6 +50,8 @@ _SERVED_BY_ID = "(NOT k.blocked OR k.revoked)"
 def _statements(vendor: str) -> dict[str, str]:
     columns = _key_columns(vendor)
     return {
+        "stored": _STORED,
+        "states": _STATES,
         # The key with this primary fingerprint, else the best key with this subkey.
         "fingerprint": f"""
 SELECT {columns} FROM keys_key k
@@ -77,6 +79,18 @@ ORDER BY {_BEST_FIRST}
 """,
     }
 
+
+# For an upload: is the fingerprint blocked, and the stored copy if there is one.
+_STORED = """
+SELECT (SELECT COUNT(*) FROM keys_policyblock WHERE fingerprint = %s),
+       k.id, k.fingerprint, k.key_id, k.revoked, k.blocked, k.origin,
+       k.next_refresh_at IS NULL AND k.refreshed_at IS NULL, k.data
+FROM (SELECT 1 AS one) AS one LEFT JOIN keys_key k ON k.fingerprint = %s
+"""
+# A key's addresses and their states, in the order they were added.
+_STATES = """
+SELECT address, state, pending_since IS NOT NULL FROM keys_binding WHERE key_id = %s ORDER BY id
+"""
 
 _BY_VENDOR: dict[str, dict[str, str]] = {}
 
@@ -205,3 +219,33 @@ def by_address(address: str, states: tuple[str, ...]) -> list[BindingRow]:
     wanted = (*states, *states)[:2]
     rows = fetch(statement("address"), [address, *wanted, clock.now()])
     return [BindingRow(row[0], bytes(row[1] or b""), _key(row[2:])) for row in rows]
+
+
+@dataclass
+class StoredCopy:
+    """What an upload needs of the stored key (keys.services.imports)."""
+
+    blocked_fingerprint: bool
+    pk: int | None
+    fingerprint: str
+    key_id: str
+    revoked: bool
+    blocked: bool
+    origin: str
+    never_scheduled: bool  # no next refresh, never refreshed
+    data: bytes
+
+
+def stored_copy(fpr: str) -> StoredCopy:
+    (blocked_fpr, pk, fingerprint, keyid, revoked, blocked, origin, unscheduled, data) = fetch(
+        statement("stored"), [fpr, fpr]
+    )[0]
+    return StoredCopy(
+        bool(blocked_fpr), pk, fingerprint or "", keyid or "", bool(revoked), bool(blocked),
+        origin or "", bool(unscheduled), bytes(data or b""),
+    )  # fmt: skip
+
+
+def states(key_pk: int) -> list[tuple[str, str, bool]]:
+    """(address, state, a confirmation mail out) of each binding of a key."""
+    return [(a, st, bool(p)) for a, st, p in fetch(statement("states"), [key_pk])]

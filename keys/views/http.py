@@ -108,6 +108,8 @@ def json_object(request: HttpRequest) -> dict[str, Any]:
 # -- address status, as VKS words (and HKP add, the upload pages) --------------
 
 State = Binding.State
+# States in which a mail out means "pending" (Binding.awaiting_confirmation).
+AWAITING = (State.PENDING, State.CACHED)
 STATUS_WORDS = {
     State.PUBLISHED: "published",
     State.PENDING: "pending",
@@ -123,9 +125,9 @@ def address_status(key: Key) -> dict[str, str]:
     if key.revoked:
         return {}
     return {
-        b.address: "pending" if b.awaiting_confirmation else STATUS_WORDS[State(b.state)]
-        for b in Binding.objects.of_key(key)
-        if b.state in STATUS_WORDS
+        address: "pending" if mailed and state in AWAITING else STATUS_WORDS[State(state)]
+        for address, state, mailed in Binding.objects.states(key)
+        if state in STATUS_WORDS
     }
 
 

@@ -14,11 +14,12 @@ from django.utils.translation import gettext as _
 
 from .. import clock, openpgp
 from ..errors import InvalidKey, RemovedByPolicy
-from ..models import Event, Key, Origin, PolicyBlock, Subkey
+from ..models import Event, Key, Origin, Subkey
+from ..rows import StoredCopy
 from . import publication, published_files
 from .limits import limits
 from .locking import locked_key
-from .schedule import next_refresh
+from .schedule import next_refresh, refreshable
 
 
 @dataclass
@@ -86,28 +87,37 @@ def _import_candidate(
     actor: str,
     source_id: int | None,
 ) -> KeyResult:
-    if PolicyBlock.objects.blocks_fingerprint(candidate.fingerprint):
+    stored = Key.objects.stored_copy(candidate.fingerprint)
+    if stored.blocked_fingerprint:
         raise RemovedByPolicy()
-    unchanged = _unchanged(candidate, configured)
+    unchanged = _unchanged(stored, candidate, configured)
     if unchanged is not None:
         return unchanged
     cert = openpgp.clean(candidate, configured)
     return _store(cert, configured, origin=origin, actor=actor, source_id=source_id)
 
 
-def _unchanged(candidate: openpgp.Candidate, configured: openpgp.Limits) -> KeyResult | None:
+# The fields of Key an unchanged upload's result carries; the others load on use.
+_UNCHANGED_FIELDS = ["id", "fingerprint", "key_id", "revoked", "blocked", "origin"]
+
+
+def _unchanged(
+    stored: StoredCopy, candidate: openpgp.Candidate, configured: openpgp.Limits
+) -> KeyResult | None:
     """The stored key, when the upload holds nothing it does not have yet.
 
     A re-upload of a key already stored as it is (the common case: gpg
     --send-keys again, a mirror, a refresh) is answered from the stored
-    copy: no verification, no lock, no write.
+    copy, read in the same statement as the policy check: no verification,
+    no lock, no write.
     """
-    key = Key.objects.filter(fingerprint=candidate.fingerprint).first()
-    if key is None or not openpgp.contains(bytes(key.data), candidate):
+    if stored.pk is None or not openpgp.contains(stored.data, candidate):
         return None
-    if key.next_refresh_at is None and key.refreshed_at is None and next_refresh(key, clock.now()):
+    values = [stored.pk, stored.fingerprint, stored.key_id, stored.revoked, stored.blocked, stored.origin]
+    key = Key.from_db("default", _UNCHANGED_FIELDS, values)
+    if stored.never_scheduled and refreshable(key):
         return None  # not scheduled yet: the full path schedules it
-    return KeyResult(key, False, False, problems(openpgp.load_stored(bytes(key.data), configured)))
+    return KeyResult(key, False, False, problems(openpgp.load_stored(stored.data, configured)))
 
 
 def _locked_or_created(cert: openpgp.CertInfo, *, origin: str, source_id: int | None) -> tuple[Key, bool]:

@@ -99,14 +99,6 @@ class BindingManager(models.Manager["Binding"]):
         """(address, state, a confirmation mail out) of each binding, in order (one statement)."""
         return rows.states(key.pk)
 
-    def unconfirmed_addresses(self, key: Key) -> list[str]:
-        """Addresses of a key that are neither published nor awaiting confirmation."""
-        return [
-            address
-            for address, state, mailed in self.states(key)
-            if state == "unpublished" or (state == CACHED and not mailed)
-        ]
-
     def is_published(self, fingerprint: str, address: str) -> bool:
         return self.filter(
             key__fingerprint=fingerprint, address=address, state=PUBLISHED, key__blocked=False

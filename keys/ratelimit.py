@@ -7,6 +7,7 @@ the first 20 calls in an hour.
 from __future__ import annotations
 
 import contextlib
+from typing import Any
 
 from django.core.cache import cache, caches
 from django.core.cache.backends.redis import RedisCache
@@ -33,19 +34,24 @@ def allow(bucket: str, rate: str) -> bool:
         return True
 
 
+# INCR, and start the window's expiry when the key is new: one command.
+_COUNT = (
+    "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return n"
+)
+_scripts: dict[int, Any] = {}
+
+
 def _redis_count(key: str, window: int) -> int | None:
-    """On Redis, one round trip: INCR, and an expiry only if the key has none
-    (a new window). None on any other cache backend."""
+    """On Redis, one round trip (a server-side script that increments and
+    starts the window's expiry). None on any other cache backend."""
     backend = caches["default"]
     if not isinstance(backend, RedisCache):
         return None
-    name = backend.make_and_validate_key(key)
-    client = backend._cache.get_client(name, write=True)  # type: ignore[attr-defined]
-    pipe = client.pipeline(transaction=True)
-    pipe.incr(name)
-    pipe.expire(name, window, nx=True)
-    count, _expiry = pipe.execute()
-    return int(count)
+    script = _scripts.get(id(backend))
+    if script is None:
+        client = backend._cache.get_client(write=True)  # type: ignore[attr-defined]
+        script = _scripts[id(backend)] = client.register_script(_COUNT)
+    return int(script(keys=[backend.make_and_validate_key(key)], args=[window]))
 
 
 def refund(bucket: str) -> None:

@@ -30,6 +30,8 @@ class KeyResult:
     # (user ID, why it cannot be published) for user IDs that look like they
     # were meant to carry an address: SHA-1 self-signatures, bad addresses.
     problems: list[tuple[str, str]] = field(default_factory=list)
+    # The key's (address, state, mail out) after the submission, when it read them.
+    states: list[tuple[str, str, bool]] | None = None
 
 
 @dataclass

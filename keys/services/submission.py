@@ -64,9 +64,21 @@ def store(
     result = imports.import_keys(data, actor=actor)
     if mail_unconfirmed:
         for item in result.keys:
-            addresses = Binding.objects.unconfirmed_addresses(item.key)
-            verification.request_verification(item.key, addresses, client=client, locale=locale)
+            item.states = Binding.objects.states(item.key)
+            addresses = unconfirmed(item.states)
+            if addresses:
+                verification.request_verification(item.key, addresses, client=client, locale=locale)
+                item.states = Binding.objects.states(item.key)
     return result
+
+
+def unconfirmed(states: list[tuple[str, str, bool]]) -> list[str]:
+    """Addresses neither published nor awaiting confirmation (publication rule 8)."""
+    return [
+        a
+        for a, state, mailed in states
+        if state == State.UNPUBLISHED or (state == State.CACHED and not mailed)
+    ]
 
 
 class AddressProof(Protocol):

@@ -88,7 +88,7 @@ def add(request: HttpRequest) -> HttpResponse:
     lines = []
     for item in result.keys:
         lines.append(item.key.fingerprint)
-        for address, state in address_status(item.key).items():
+        for address, state in address_status(item.key, item.states).items():
             lines.append(f"  {address}: {state}")
         for uid, reason in item.problems:
             lines.append(_("  %(uid)s: not published. %(reason)s") % {"uid": uid, "reason": reason})

@@ -16,8 +16,9 @@ from typing import Any
 from urllib.parse import unquote_to_bytes
 
 from django.conf import settings
-from django.core.exceptions import RequestDataTooBig
+from django.core.exceptions import DisallowedHost, RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import render
 from django.urls import Resolver404, resolve
 from django.utils import translation
@@ -55,10 +56,15 @@ def answer(
     seconds = int(modified.timestamp())
     response["ETag"] = f'"{seconds:x}-{len(data):x}"'
     response["Last-Modified"] = http_date(seconds)
-    return (
-        get_conditional_response(request, etag=response["ETag"], last_modified=seconds, response=response)
-        or response
+    conditional = get_conditional_response(
+        request, etag=response["ETag"], last_modified=seconds, response=response
     )
+    if conditional is None or conditional is response:
+        return response
+    conditional.language_free = True  # type: ignore[attr-defined]  # 304 Not Modified
+    for name, value in (headers or {}).items():
+        conditional[name] = value
+    return conditional
 
 
 def key_response(request: HttpRequest, served: list[Served], filename: str | None = None) -> HttpResponse:
@@ -119,14 +125,15 @@ STATUS_WORDS = {
 }
 
 
-def address_status(key: Key) -> dict[str, str]:
-    """The VKS status of each address of a key; a revoked key has none
-    (keys.openpgp.org answers `status: {}`). Removed addresses are left out."""
+def address_status(key: Key, states: list[tuple[str, str, bool]] | None = None) -> dict[str, str]:
+    """The VKS status of each address of a key (`states`: Binding.objects.states,
+    when read already); a revoked key has none (keys.openpgp.org answers
+    `status: {}`). Removed addresses are left out."""
     if key.revoked:
         return {}
     return {
         address: "pending" if mailed and state in AWAITING else STATUS_WORDS[State(state)]
-        for address, state, mailed in Binding.objects.states(key)
+        for address, state, mailed in (Binding.objects.states(key) if states is None else states)
         if state in STATUS_WORDS
     }
 
@@ -237,41 +244,49 @@ class KeyserverErrorMiddleware:
         return None
 
 
-# GET and HEAD of these paths are lookups (LookupMiddleware).
-LOOKUP_PREFIXES = ("/pks/lookup", "/vks/v1/by-", "/pub/", "/.well-known/openpgpkey/")
+# The protocol front-ends that ProtocolMiddleware takes through the short way.
+PROTOCOL_PREFIXES = ("/pks/", "/vks/v1/", "/pub/", "/.well-known/openpgpkey/")
 
 
-class LookupMiddleware:
-    """Lookups through only the middleware they need.
+class ProtocolMiddleware:
+    """Protocol requests through only the middleware they need.
 
-    A lookup (GET or HEAD of a lookup path) uses no session, user, message
-    or CSRF token and is never a static file, so for lookups the middleware
-    providing those is skipped, and what the rest of the stack would do to
-    such a request is done here, in its order: the Host check
-    (CommonMiddleware), the language of messages (LocaleMiddleware: Vary and
-    Content-Language, except on key answers, which are the same in every
-    language), the error family and CORS (KeyserverErrorMiddleware),
-    X-Frame-Options and Content-Length. It sits right after
-    SecurityMiddleware; anything else passes on to the whole stack.
+    HKP, VKS, WKD and the Attester's /pub use no session, user, message or
+    static file, and their POST views are exempt from CSRF (clients, not
+    browsers' forms, call them), so for them that middleware is skipped, and
+    what the rest of the stack would do to such a request is done here, in
+    its order: the Host check (CommonMiddleware), the language of messages
+    (LocaleMiddleware: Vary and Content-Language, except on key answers,
+    which are the same in every language), the body cap, the error family
+    and CORS (KeyserverErrorMiddleware), X-Frame-Options and Content-Length.
+    It sits right after SecurityMiddleware; an unsafe method on a view that
+    is not CSRF-exempt, a CORS preflight and every other path pass on to the
+    whole stack.
     """
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
+        self.csrf = CsrfViewMiddleware(get_response)
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.method not in ("GET", "HEAD") or not request.path.startswith(LOOKUP_PREFIXES):
-            return self.get_response(request)
+        if request.method == "OPTIONS" or not request.path.startswith(PROTOCOL_PREFIXES):
+            return self._whole_stack(request)
         try:
             match = resolve(request.path_info)
         except Resolver404:
-            return self.get_response(request)
-        request.get_host()  # DisallowedHost: a 400, as CommonMiddleware has it
+            return self._whole_stack(request)
+        if request.method not in ("GET", "HEAD") and not getattr(match.func, "csrf_exempt", False):
+            return self._whole_stack(request)
+        try:
+            request.get_host()
+        except DisallowedHost:
+            return self._whole_stack(request)  # which answers it, a 400
         translation.activate(translation.get_language_from_request(request))
         request.LANGUAGE_CODE = translation.get_language()
-        try:
-            response = match.func(request, *match.args, **match.kwargs)
-        except KeyserverError as error:
-            response = error_response(request, error)
+        response = self._view(request, match)
+        if request.META.get("CSRF_COOKIE_NEEDS_UPDATE"):
+            # A page (HKP's index for people) rendered a form: its CSRF cookie.
+            response = self.csrf.process_response(request, response)  # type: ignore[assignment]
         response["Access-Control-Allow-Origin"] = "*"
         if not getattr(response, "language_free", False):
             patch_vary_headers(response, ("Accept-Language",))
@@ -280,4 +295,29 @@ class LookupMiddleware:
             response["X-Frame-Options"] = settings.X_FRAME_OPTIONS
         if not response.streaming and "Content-Length" not in response:
             response["Content-Length"] = str(len(response.content))
+        return response
+
+    def _whole_stack(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if getattr(response, "language_free", False):
+            # LocaleMiddleware marks every answer; a key answer is the same in every language.
+            del response["Content-Language"]
+            vary = [v.strip() for v in response.get("Vary", "").split(",") if v.strip()]
+            kept = [v for v in vary if v.lower() != "accept-language"]
+            if kept:
+                response["Vary"] = ", ".join(kept)
+            else:
+                del response["Vary"]
+        return response
+
+    @staticmethod
+    def _view(request: HttpRequest, match: Any) -> HttpResponse:
+        if _declared_length(request) > settings.DATA_UPLOAD_MAX_MEMORY_SIZE + 64 * 1024:
+            return error_response(request, KeyTooLarge())
+        try:
+            response: HttpResponse = match.func(request, *match.args, **match.kwargs)
+        except RequestDataTooBig:
+            return error_response(request, KeyTooLarge())
+        except KeyserverError as error:
+            return error_response(request, error)
         return response

@@ -145,7 +145,7 @@ function M.decide(path, args, host, any_host)
   return nil
 end
 
--- The rewrite phase of the lookup locations.
+-- The access phase of the lookup locations.
 function M.route(any_host)
   local method = ngx.req.get_method()
   if method ~= "GET" and method ~= "HEAD" then return end

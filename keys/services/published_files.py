@@ -275,7 +275,9 @@ def expand(kind: str, value: str) -> Identifiers:
         return Identifiers(fingerprints={value})
     if kind == "keyid":
         return Identifiers(keyids={value})
-    return Identifiers(addresses={value})
+    if kind == "email":
+        return Identifiers(addresses={value})
+    return Identifiers()  # a follower's start marker
 
 
 def all_identifiers() -> Iterable[Identifiers]:

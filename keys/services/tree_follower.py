@@ -148,7 +148,11 @@ class Follower:
         """Resume from the saved position, or rebuild the tree first."""
         if self.load():
             return None
-        self.position = PublishedChange.objects.aggregate(last=Max("id"))["last"] or 0
+        last = PublishedChange.objects.aggregate(last=Max("id"))["last"]
+        if last is None:
+            # An empty log says nothing of where its ids stand: a marker row does.
+            last = PublishedChange.objects.create(kind="start", value=str(self.tree)[:400]).pk
+        self.position = last
         self.expiry_checked = clock.now()
         summary = materialize(self.tree, progress)
         self.save()

@@ -96,7 +96,29 @@ def _import_candidate(
     if unchanged is not None:
         return unchanged
     cert = openpgp.clean(candidate, configured)
+    if stored.pk is None:
+        created = _create(cert, origin=origin, actor=actor, source_id=source_id)
+        if created is not None:
+            return created
     return _store(cert, configured, origin=origin, actor=actor, source_id=source_id)
+
+
+def _create(cert: openpgp.CertInfo, *, origin: str, actor: str, source_id: int | None) -> KeyResult | None:
+    """A key not stored yet: one insert of the key with its first published
+    forms, then its subkeys and addresses in bulk. None when a concurrent
+    upload stored it first (the caller merges instead)."""
+    key = Key(**_key_fields(cert), origin=origin, source_id=source_id)
+    key.next_refresh_at = next_refresh(key, clock.now())
+    try:
+        with transaction.atomic():
+            publication.first_publication(key, cert)
+            Subkey.objects.bulk_create(
+                Subkey(primary=key, fingerprint=s.fingerprint, key_id=s.key_id) for s in cert.subkeys
+            )
+            Event.objects.record("key_created", key=key, actor=actor, detail=origin)
+    except IntegrityError:
+        return None
+    return KeyResult(key, True, True, problems(cert))
 
 
 # The fields of Key an unchanged upload's result carries; the others load on use.

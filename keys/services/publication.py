@@ -89,6 +89,35 @@ def sync_bindings(key: Key, info: openpgp.CertInfo, *, actor: str) -> None:
         _move(key, binding, new_state, actor=actor, event=f"address_{new_state}" if was_served else None)
 
 
+def first_publication(key: Key, info: openpgp.CertInfo) -> None:
+    """Insert a new key with its first published forms and its addresses.
+
+    What `sync_bindings` and `rebuild` would make of a key with no binding
+    yet, in one insert each: no address is published or cached, so the
+    published form is the key without user IDs and no address has a form.
+    """
+    valid = info.emails
+    blocked = PolicyBlock.objects.blocked_addresses(valid)
+    key.published, key.published_armor, key.published_user_ids = _published_form(key, info, [])
+    key.fallback, key.fallback_armor, key.fallback_user_ids = EMPTY
+    key.save(force_insert=True)
+
+    def state(address: str) -> str:
+        if address in blocked:
+            return State.REMOVED_BY_POLICY
+        return State.REVOKED if key.revoked else State.UNPUBLISHED
+
+    Binding.objects.bulk_create(
+        Binding(key=key, address=a, domain=domain_of(a), wkd_hash=wkd_hash(a), state=state(a)) for a in valid
+    )
+    ids = published_files.Identifiers(
+        {key.fingerprint, *(s.fingerprint for s in info.subkeys)},
+        {key.key_id, *(s.key_id for s in info.subkeys)},
+        set(valid),
+    )
+    published_files.changed(key, ids=ids)
+
+
 # -- state changes ------------------------------------------------------------------
 
 

@@ -243,11 +243,12 @@ def deferred() -> Iterator[None]:
         _local.deferred = False
 
 
-def changed(key: Key, *, gone: Identifiers | None = None) -> None:
+def changed(key: Key, *, gone: Identifiers | None = None, ids: Identifiers | None = None) -> None:
     """Record, in the current transaction, that the key's answers changed.
 
     `gone`: identifiers the key no longer has (removed subkeys, or all of
     them when the key is deleted), which the log must name explicitly.
+    `ids`: the key's identifiers, when the caller knows them (a new key).
     """
     rows = [PublishedChange(kind="key", value=key.fingerprint)] if key.pk else []
     if gone:
@@ -258,7 +259,8 @@ def changed(key: Key, *, gone: Identifiers | None = None) -> None:
     tree = root()
     if tree is None:
         return
-    ids = identifiers_of(key) if key.pk else Identifiers()
+    if ids is None:
+        ids = identifiers_of(key) if key.pk else Identifiers()
     if gone:
         ids.update(gone)
     _remove(tree, ids)

@@ -21,6 +21,6 @@ def start(database: dict[str, Any]) -> None:
 
 
 def run_batch(batch: list[bytes], bind: bool) -> Any:
-    from .bulk_import import import_batch  # after start(): Django is set up
+    from .import_batches import import_batch  # after start(): Django is set up
 
     return import_batch(batch, bind)

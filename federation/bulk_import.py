@@ -71,23 +71,28 @@ class Importer:
     """Imports files; `state` maps each file to the offset reached."""
 
     bind: bool
-    workers: int
+    workers: int | None  # None: one per core for large dumps, else none
     batch_size: int
     state: dict[str, int]
     save: Callable[[dict[str, int]], None]
     progress: Callable[[str, int, int, Tally], None] = lambda *_args: None
     tally: Tally = field(default_factory=Tally)
+    in_flight: int = 2
 
     def run(self, paths: list[Path]) -> Tally:
         first_change = PublishedChange.objects.aggregate(last=Max("id"))["last"] or 0
-        # Workers cost a second to start: worth it from a few megabytes of keys on.
-        large = sum(path.stat().st_size for path in paths) > PARALLEL_FROM_BYTES
+        workers = self.workers
+        if workers is None:
+            # Workers cost a second to start: worth it from a few megabytes of keys on.
+            large = sum(path.stat().st_size for path in paths) > PARALLEL_FROM_BYTES
+            workers = default_workers() if large else 1
         pool = None
-        if self.workers > 1 and large and connection.vendor == "postgresql":
+        self.in_flight = workers * 2  # batches handed out and not yet done
+        if workers > 1 and connection.vendor == "postgresql":
             database = {"NAME": connection.settings_dict["NAME"]}
             connections.close_all()  # the workers open their own
             pool = ProcessPoolExecutor(
-                self.workers,
+                workers,
                 mp_context=get_context("spawn"),
                 initializer=import_worker.start,
                 initargs=(database,),
@@ -123,7 +128,7 @@ class Importer:
                 self._done(name, size, batch, import_batch(batch.certificates, self.bind))
                 continue
             pending.append((batch, pool.submit(import_worker.run_batch, batch.certificates, self.bind)))
-            while len(pending) >= self.workers * 2:
+            while len(pending) >= self.in_flight:
                 done, future = pending.popleft()
                 self._done(name, size, done, future.result())
         while pending:

@@ -102,3 +102,18 @@ def test_check_sources_reports_latency_and_fails_on_a_broken_source(settings):
 
 def test_check_sources_with_nothing_configured():
     assert "No sources" in run("check_sources")
+
+
+def test_import_dump_in_parallel_workers_stores_what_one_process_stores(dump, tmp_path, cast):
+    """Two worker processes, batches of two keys: the same keys, bindings and summary."""
+    serial = run("import_dump", dump, "--state", tmp_path / "a.json", "--workers", "1", "--quiet")
+    stored = sorted(Key.objects.values_list("fingerprint", "published_armor", "revoked"))
+    bindings = sorted(Binding.objects.values_list("key__fingerprint", "address", "state"))
+    Key.objects.all().delete()
+    parallel = run(
+        "import_dump", dump, "--state", tmp_path / "b.json", "--workers", "2", "--batch", "2", "--quiet"
+    )
+    assert parallel.split(" in ")[0] == serial.split(" in ")[0]
+    assert parallel.splitlines()[1:] == serial.splitlines()[1:]
+    assert sorted(Key.objects.values_list("fingerprint", "published_armor", "revoked")) == stored
+    assert sorted(Binding.objects.values_list("key__fingerprint", "address", "state")) == bindings

@@ -20,7 +20,7 @@ from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
-from ...bulk_import import Importer, Tally, default_workers, load_state, rate, save_state
+from ...bulk_import import Importer, Tally, load_state, rate, save_state
 
 
 class Command(BaseCommand):
@@ -39,7 +39,10 @@ class Command(BaseCommand):
             help="serve the keys' addresses as upstream_unverified fallback answers",
         )
         parser.add_argument(
-            "--workers", type=int, default=default_workers(), help="worker processes (default: the cores)"
+            "--workers",
+            type=int,
+            default=None,
+            help="worker processes (default: one per core for dumps of a few MB and more, else none)",
         )
         parser.add_argument("--batch", type=int, default=100, help="keys per transaction")
         parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -66,7 +69,7 @@ class Command(BaseCommand):
 
         importer = Importer(
             bind=bind,
-            workers=max(1, options["workers"]),
+            workers=options["workers"],
             batch_size=max(1, options["batch"]),
             state=load_state(state_path, options["resume"]),
             save=lambda state: save_state(state_path, state),

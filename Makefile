@@ -58,5 +58,10 @@ bench: $(STAMP)
 bench-refresh: $(STAMP)
 	$(BIN)/python bench/refresh_tick.py
 
+# HKP lookups side by side with SKS (needs Debian's sks, wrk, nginx-light and
+# libnginx-mod-http-lua): the table goes to var/bench/vs-sks.md.
+bench-hkp: $(STAMP)
+	$(BIN)/python bench/vs_sks.py
+
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

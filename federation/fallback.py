@@ -204,3 +204,16 @@ def check(source: Source, query: Query) -> tuple[float, str]:
         raise
     _record_ok(source)
     return time.monotonic() - started, f"{len(blocks)} answer(s)"
+
+
+def final_misses() -> tuple[bool, bool]:
+    """Whether a miss by key id or fingerprint, and by address, is final: no
+    enabled source could be asked about it (read afresh, not the per-process
+    list). The published file tree tells the front server (published_files)."""
+    upstreams = [upstream_for(source) for source in Source.objects.filter(enabled=True)]
+    by_id = Query("fingerprint", "0" * 40)
+    by_address = Query("email", "someone@example.org")
+    return (
+        not any(u.can_answer(by_id) for u in upstreams),
+        not any(u.can_answer(by_address) for u in upstreams),
+    )

@@ -240,3 +240,63 @@ def test_lookups_are_rate_limited_per_client(app, settings, scratch):
     assert codes[:200] == [404] * 200  # the burst passes
     assert 429 in codes[200:]
     assert "limiting requests" in server.error_log()
+
+
+def test_final_misses_are_answered_by_the_front_server_as_the_application_would(front, app, settings):
+    """No upstream source: a miss is final, and nginx answers it (flags in the tree)."""
+    from django.core.management import call_command
+
+    call_command("materialize", "--quiet")
+    tree = front.run_dir.parent / "public"
+    assert (tree / ".final-misses-id").exists() and (tree / ".final-misses-email").exists()
+    misses = [
+        "/pks/lookup?op=get&options=mr&search=nobody@example.org",
+        "/pks/lookup?op=index&options=mr&search=nobody@example.org",
+        f"/pks/lookup?op=get&options=mr&search=0x{'A' * 40}",
+        f"/pks/lookup?op=get&options=mr&search=0x{'B' * 16}",
+        f"/vks/v1/by-fingerprint/{'C' * 40}",
+        "/vks/v1/by-email/nobody@example.org",
+        "/pub/nobody@example.org",
+        f"/.well-known/openpgpkey/example.org/hu/{wkd_hash('nobody@example.org')}",
+    ]
+    languages = [{}, {"Accept-Language": "de-DE,de;q=0.9,en;q=0.5"}, {"Accept-Language": "fr, en;q=0.3"}]
+    languages.append({"Cookie": "django_language=de", "Accept-Language": "en"})
+    for path in misses:
+        for headers in languages:
+            if "well-known" in path:
+                headers = {**headers, "Host": "openpgpkey.example.org"}
+            through = requests.get(front.url + path, headers=headers, timeout=10)
+            direct = requests.get(app["url"] + path, headers=headers, timeout=10)
+            assert through.status_code == 404, path
+            assert shape(through) == shape(direct), (path, headers)
+            assert (
+                "server" not in {k.lower() for k in through.headers} or through.headers["Server"] == "nginx"
+            )
+
+
+def test_a_stored_key_without_a_confirmed_address_is_left_to_the_application(front, app):
+    from django.core.management import call_command
+
+    requests.post(f"{front.url}/pks/add", data={"keytext": open_fixture("bob.asc")}, timeout=10)
+    call_command("materialize", "--quiet")
+    fpr = "7C631D067EF61DF1967D5CDDBCEB415D6D114CE5"
+    hkp = requests.get(f"{front.url}/pks/lookup?op=get&options=mr&search=0x{fpr}", timeout=10)
+    assert hkp.status_code == 404 and "no confirmed address" in hkp.text
+    assert requests.get(f"{front.url}/vks/v1/by-fingerprint/{fpr}", timeout=10).status_code == 200
+
+
+def test_with_an_upstream_source_misses_go_to_the_application(front, app, settings):
+    from django.core.management import call_command
+
+    from keys.models import Source
+
+    call_command("materialize", "--quiet")
+    tree = front.run_dir.parent / "public"
+    Source.objects.create(name="peer", kind="hkp", url="http://192.0.2.1:9", timeout=0.5)
+    assert not (tree / ".final-misses-id").exists()  # cleared at once by the change of sources
+    call_command("materialize", "--quiet")
+    assert not (tree / ".final-misses-id").exists()
+    settings.FEDERATION_ALLOWED_NETWORKS = []
+    answer = requests.get(f"{front.url}/pks/lookup?op=get&options=mr&search=nobody@example.org", timeout=10)
+    assert answer.status_code == 404
+    assert Source.objects.get().last_error  # the application asked the source

@@ -79,9 +79,17 @@ def test_publishing_writes_the_exact_answers_with_the_answer_time_as_mtime(ks, c
     )
 
 
-def test_an_upload_nobody_confirmed_writes_no_file(client, cast, tree):
+def answers_in(tree: Path) -> dict[str, bytes]:
+    return {rel: data for rel, data in files(tree).items() if not rel.startswith("known/")}
+
+
+def test_an_upload_nobody_confirmed_writes_no_answer_but_a_marker(client, cast, tree):
+    """The key is stored (VKS serves it, HKP says it has no confirmed
+    address): the front server must ask the application, not answer a miss."""
     client.post("/pks/add", {"keytext": cast.bob.text})
-    assert files(tree) == {}
+    assert answers_in(tree) == {}
+    fpr, keyid = cast.bob.fingerprint, cast.bob.key_id
+    assert set(files(tree)) >= {f"known/fpr/{fpr[:2]}/{fpr}", f"known/keyid/{keyid[:2]}/{keyid}"}
 
 
 def test_a_merge_rewrites_the_files_and_adds_the_new_subkey(ks, client, cast, tree):
@@ -105,7 +113,8 @@ def test_unpublishing_removes_the_address_and_keeps_the_other(ks, client, cast, 
     fpr_path = f"fpr/{cast.alice.fingerprint[:2]}/{cast.alice.fingerprint}"
     assert left[fpr_path] == app_answers(client, cast.alice)[fpr_path][1]
     policy.unpublish(Binding.objects.get(address="alice@work.example.com"), actor="test")
-    assert files(tree) == {}  # no user ID left: HKP answers 404, so no file
+    assert answers_in(tree) == {}  # no user ID left: HKP answers 404, so no file
+    assert f"known/{fpr_path}" in files(tree)  # but VKS serves the key: the application's
 
 
 def test_an_unpublished_address_is_never_served_from_a_file_after_commit(ks, cast, tree):

@@ -145,6 +145,25 @@ function M.decide(path, args, host, any_host)
   return nil
 end
 
+local function exists(path)
+  local file = io.open(path, "rb")
+  if file then file:close() end
+  return file ~= nil
+end
+
+-- Where a tree path's "ask the application" marker is (published_files.marker_paths):
+-- every answer of an address shares the address's marker.
+local function marker_of(tree)
+  local kind, rest = tree:match("^([^/]+)/(.*)$")
+  if kind == "index" or kind == "pub" then return "known/email/" .. rest end
+  return "known/" .. tree
+end
+
+local PROTOCOL = {
+  ["hkp-key"] = "hkp", ["hkp-index"] = "hkp", ["vks-key"] = "vks", ["vks-email"] = "vks",
+  pub = "attester", wkd = "hkp",
+}
+
 -- The access phase of the lookup locations.
 function M.route(any_host)
   local method = ngx.req.get_method()
@@ -153,17 +172,77 @@ function M.route(any_host)
   local raw_path, args = uri:match("^([^?]*)%??(.*)$")
   local kind, tree, name = M.decide(unescape(raw_path), args, ngx.var.host, any_host)
   if not kind then return end
-  if kind == "vks-email" then
-    -- VKS names the download after the first key's fingerprint.
-    local first = io.open(ngx.var.document_root .. "/email-fpr/" .. tree:sub(7), "rb")
-    if not first then return end
-    name = first:read("*a")
-    first:close()
-    kind = "vks-key"
+  local root = ngx.var.document_root
+  if exists(root .. "/" .. tree) then
+    if kind == "vks-email" then
+      -- VKS names the download after the first key's fingerprint.
+      local first = io.open(root .. "/email-fpr/" .. tree:sub(7), "rb")
+      if not first then return end
+      name = first:read("*a")
+      first:close()
+      kind = "vks-key"
+    end
+    ngx.var.ks_file = tree
+    ngx.var.ks_name = name or ""
+    return ngx.exec("/_published/" .. kind)
   end
-  ngx.var.ks_file = tree
-  ngx.var.ks_name = name or ""
-  return ngx.exec("/_published/" .. kind)
+  if exists(root .. "/" .. marker_of(tree)) then return end -- stored, not in the tree: the application
+  local by_address = tree:find("^email/") or tree:find("^index/") or tree:find("^pub/")
+  local flag = by_address and ".final-misses-email" or ".final-misses-id"
+  if kind == "wkd" or exists(root .. "/" .. flag) then
+    ngx.var.ks_name = PROTOCOL[kind]
+    return ngx.exec("/_missing")
+  end
+end
+
+-- Django's choice of language (LocaleMiddleware): the language cookie, else
+-- the first supported entry of Accept-Language by quality, else the default.
+local function supported(code, languages)
+  if not code then return nil end
+  for _, language in ipairs(languages) do
+    if code == language or code:match("^([^-]+)") == language then return language end
+  end
+  return nil
+end
+
+function M.language(messages)
+  local cookie = ngx.var["cookie_" .. messages.cookie]
+  local chosen = supported(cookie, messages.languages)
+  if chosen then return chosen end
+  local header = (ngx.var.http_accept_language or ""):lower()
+  local entries = {}
+  for part in header:gmatch("[^,]+") do
+    local tag, q = part:match("^%s*([a-z0-9*%-]+)%s*;%s*q%s*=%s*([0-9.]+)%s*$")
+    if not tag then tag, q = part:match("^%s*([a-z0-9*%-]+)%s*$"), "1" end
+    if not tag then return messages.default end -- malformed: Django ignores the header
+    entries[#entries + 1] = {tag = tag, q = tonumber(q) or 0, order = #entries}
+  end
+  table.sort(entries, function(a, b) return a.q > b.q or (a.q == b.q and a.order < b.order) end)
+  for _, entry in ipairs(entries) do
+    if entry.tag == "*" then break end
+    chosen = supported(entry.tag, messages.languages)
+    if chosen then return chosen end
+  end
+  return messages.default
+end
+
+-- A final miss, answered as the application answers it (keys.views.http.error_response).
+function M.missing(messages)
+  local protocol = ngx.var.ks_name
+  local language = M.language(messages)
+  local body = messages[protocol][language]
+  ngx.status = 404
+  ngx.header["Content-Type"] = messages.types[protocol]
+  ngx.header["Content-Length"] = #body
+  ngx.header["Vary"] = "Accept-Language"
+  ngx.header["Content-Language"] = language
+  ngx.header["Access-Control-Allow-Origin"] = "*"
+  ngx.header["X-Frame-Options"] = "DENY"
+  ngx.header["X-Content-Type-Options"] = "nosniff"
+  ngx.header["Referrer-Policy"] = "same-origin"
+  ngx.header["Cross-Origin-Opener-Policy"] = "same-origin"
+  ngx.print(body)
+  return ngx.exit(404)
 end
 
 return M

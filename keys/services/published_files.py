@@ -110,6 +110,18 @@ def address_paths(address: str) -> dict[str, str]:
     return paths
 
 
+def marker_paths(ids: Identifiers) -> list[str]:
+    """The "ask the application" markers of identifiers (see `expected`)."""
+    paths = [f"known/{fingerprint_path(f)}" for f in ids.fingerprints]
+    paths += [f"known/{keyid_path(k)}" for k in ids.keyids]
+    for address in ids.addresses:
+        found = address_paths(address)
+        paths.append(f"known/{found['email']}")
+        if "wkd" in found:
+            paths.append(f"known/{found['wkd']}")
+    return paths
+
+
 def paths_of(ids: Identifiers) -> list[str]:
     paths = [fingerprint_path(f) for f in ids.fingerprints] + [keyid_path(k) for k in ids.keyids]
     for address in ids.addresses:
@@ -120,23 +132,35 @@ def paths_of(ids: Identifiers) -> list[str]:
 # -- the answers ---------------------------------------------------------------------------
 
 
-def _by_id(served: list[answers.Served]) -> File | None:
+# A marker: the identifier names something stored that the tree does not
+# hold (a key without a confirmed address, a cached upstream key), so the
+# front server must ask the application rather than answer a miss itself.
+KNOWN = File(b"", None)
+
+
+def _by_id(path: str, served: list[answers.Served]) -> dict[str, File | None]:
     """A file only when both HKP and VKS would answer these very bytes: every
     key in its published form, each with a user ID or revoked (rule 6)."""
-    if (
-        not served
-        or not all(s.published for s in served)
-        or len(answers.with_user_ids(served)) != len(served)
-    ):
-        return None
-    return File(answers.armored(served).encode("utf-8"), answers.modified(served))
+    if not served:
+        return {path: None, f"known/{path}": None}
+    if not all(s.published for s in served) or len(answers.with_user_ids(served)) != len(served):
+        return {path: None, f"known/{path}": KNOWN}
+    return {
+        path: File(answers.armored(served).encode("utf-8"), answers.modified(served)),
+        f"known/{path}": None,
+    }
 
 
 def _address_files(address: str) -> dict[str, File | None]:
     paths = address_paths(address)
     served = answers.for_email(address)
+    markers: dict[str, File | None] = {
+        f"known/{p}": None for kind, p in paths.items() if kind in ("email", "wkd")
+    }
+    if served is not None and not all(s.published for s in served):
+        markers[f"known/{paths['email']}"] = KNOWN  # cached upstream keys: the application's
     if not served or not all(s.published for s in served):
-        return {path: None for path in paths.values()}
+        return {**{path: None for path in paths.values()}, **markers}
     modified = answers.modified(served)
     per_address = answers.for_email(address, per_address=True) or []
     files: dict[str, File | None] = {
@@ -148,16 +172,16 @@ def _address_files(address: str) -> dict[str, File | None]:
     if "wkd" in paths:
         data, changed = answers.wkd(domain_of(address), wkd_hash(address))
         files[paths["wkd"]] = File(data, changed) if data else None
-    return files
+    return {**files, **markers}
 
 
 def expected(ids: Identifiers) -> dict[str, File | None]:
-    """The content of each path the identifiers name; None: no file."""
+    """The content of each path the identifiers name (answers and markers); None: no file."""
     files: dict[str, File | None] = {}
     for fpr in ids.fingerprints:
-        files[fingerprint_path(fpr)] = _by_id(answers.for_id(Query("fingerprint", fpr)))
+        files.update(_by_id(fingerprint_path(fpr), answers.for_id(Query("fingerprint", fpr))))
     for keyid in ids.keyids:
-        files[keyid_path(keyid)] = _by_id(answers.for_id(Query("keyid", keyid)))
+        files.update(_by_id(keyid_path(keyid), answers.for_id(Query("keyid", keyid))))
     for address in ids.addresses:
         files.update(_address_files(address))
     return files
@@ -191,7 +215,8 @@ def _write(path: Path, file: File) -> bool:
     """Write atomically (temporary file, then rename); False if already so."""
     mtime = int(file.modified.timestamp()) if file.modified else int(clock.now().timestamp())
     with contextlib.suppress(OSError):
-        if int(path.stat().st_mtime) == mtime and path.read_bytes() == file.data:
+        same_time = file.modified is None or int(path.stat().st_mtime) == mtime
+        if same_time and path.read_bytes() == file.data:
             return False
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
@@ -223,9 +248,37 @@ def rewrite(tree: Path, ids: Identifiers) -> tuple[int, int]:
 
 
 def _remove(tree: Path, ids: Identifiers) -> None:
+    """Mark the identifiers for the application first, then remove their
+    answers: until the rewrite, the front server asks the application."""
+    for rel in marker_paths(ids):
+        _write(tree / rel, KNOWN)
     for rel in paths_of(ids):
         with contextlib.suppress(FileNotFoundError):
             (tree / rel).unlink()
+
+
+# Flags at the tree's root: a miss by key id or fingerprint (by address) is
+# final when no enabled upstream source could answer it; the front server
+# then answers it itself.
+FINAL_MISSES = {"id": ".final-misses-id", "email": ".final-misses-email"}
+
+
+def set_final_misses(tree: Path, *, ids: bool, emails: bool) -> None:
+    for kind, final in (("id", ids), ("email", emails)):
+        flag = tree / FINAL_MISSES[kind]
+        if final:
+            tree.mkdir(parents=True, exist_ok=True)
+            flag.touch()
+        else:
+            flag.unlink(missing_ok=True)
+
+
+def clear_final_misses(**_kwargs: object) -> None:
+    """A source was added or changed: misses go to the application again at
+    once (the follower sets the flags anew if they still hold)."""
+    tree = root()
+    if tree is not None:
+        set_final_misses(tree, ids=False, emails=False)
 
 
 # -- the hook of the publication owner -----------------------------------------------------

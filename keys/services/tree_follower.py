@@ -27,7 +27,16 @@ from django.db.models import Max, Min
 
 from .. import clock
 from ..models import Key, PublishedChange
-from .published_files import File, Identifiers, apply, expand, expected, identifiers_of, rewrite
+from .published_files import (
+    File,
+    Identifiers,
+    apply,
+    expand,
+    expected,
+    identifiers_of,
+    rewrite,
+    set_final_misses,
+)
 
 GAP_SECONDS = 5.0
 BATCH = 2000
@@ -114,9 +123,11 @@ def check(tree: Path, progress: Callable[[int], None] | None = None) -> list[str
 
 @dataclass
 class Follower:
-    """Follows the change log into one tree."""
+    """Follows the change log into one tree; with `final_misses` (federation's),
+    also keeps the tree's final-miss flags true."""
 
     tree: Path
+    final_misses: Callable[[], tuple[bool, bool]] | None = None
     position: int = 0
     expiry_checked: datetime | None = None
     applied: set[int] = field(default_factory=set)  # ids past a gap, already applied
@@ -172,6 +183,9 @@ class Follower:
         ids.update(self._expired())
         if ids:
             rewrite(self.tree, ids)
+        if self.final_misses is not None:
+            by_id, by_address = self.final_misses()
+            set_final_misses(self.tree, ids=by_id, emails=by_address)
         self.applied |= {row[0] for row in fresh}
         self._advance([row[0] for row in rows])
         self.save()

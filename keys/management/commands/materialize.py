@@ -17,6 +17,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 from tqdm import tqdm
 
+from federation.fallback import final_misses
 from keys.models import Key
 from keys.services import published_files
 from keys.services.tree_follower import Follower, check, materialize
@@ -44,6 +45,8 @@ class Command(BaseCommand):
                 self._follow(tree, bar)
             else:
                 summary = materialize(tree, bar.update)
+                by_id, by_address = final_misses()
+                published_files.set_final_misses(tree, ids=by_id, emails=by_address)
                 bar.close()
                 self.stdout.write(
                     f"{summary.keys} keys, {summary.files} files: {summary.written} written, "
@@ -70,7 +73,7 @@ class Command(BaseCommand):
 
         signal.signal(signal.SIGTERM, stop)
         signal.signal(signal.SIGINT, stop)
-        follower = Follower(tree)
+        follower = Follower(tree, final_misses=final_misses)
         rebuilt = follower.start(bar.update)
         bar.close()
         if rebuilt is not None:

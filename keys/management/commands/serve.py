@@ -9,6 +9,7 @@ every part on Ctrl-C.
 
 from __future__ import annotations
 
+import json
 import shutil
 import signal
 import subprocess
@@ -21,6 +22,9 @@ from typing import Any
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.utils import translation
+
+from keys.errors import NotFound
 
 DEPLOY = Path(settings.BASE_DIR) / "deploy" / "nginx"
 TEMPLATES = ("nginx.conf.template", "keyserver-routes.conf", "keyserver-headers.conf", "keyserver.lua")
@@ -32,12 +36,41 @@ def server_names(hosts: list[str]) -> str:
     return " ".join(names) or "_"
 
 
+def _lua(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def messages() -> str:
+    """keyserver_messages.lua: the application's 404 of a final miss in every
+    protocol and language, byte for byte (keys.views.http.error_response)."""
+    bodies: dict[str, dict[str, str]] = {"hkp": {}, "vks": {}, "attester": {}}
+    for code, _name in settings.LANGUAGES:
+        with translation.override(code):
+            message = str(NotFound.default_message)
+        bodies["hkp"][code] = message + "\n"
+        bodies["vks"][code] = json.dumps({"error": message})
+        bodies["attester"][code] = json.dumps({"error": {"code": 404, "message": message}})
+    lines = ["-- Written by manage.py serve from the translation catalogue.", "return {"]
+    lines.append("  languages = {" + ", ".join(_lua(code) for code, _ in settings.LANGUAGES) + "},")
+    lines.append(f"  default = {_lua(settings.LANGUAGE_CODE)},")
+    lines.append(f"  cookie = {_lua(settings.LANGUAGE_COOKIE_NAME)},")
+    json_type = "application/json"
+    types = {"hkp": "text/plain; charset=utf-8", "vks": json_type, "attester": json_type}
+    lines.append("  types = {" + ", ".join(f"{k} = {_lua(v)}" for k, v in types.items()) + "},")
+    for protocol, by_language in bodies.items():
+        entries = ", ".join(f"{code} = {_lua(body)}" for code, body in by_language.items())
+        lines.append(f"  {protocol} = {{{entries}}},")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
 def render(run_dir: Path, values: dict[str, str]) -> Path:
     """Write the nginx configuration into run_dir; the main file's path."""
     run_dir.mkdir(parents=True, exist_ok=True)
     for name in TEMPLATES:
         text = Template((DEPLOY / name).read_text()).safe_substitute(values)
         (run_dir / name.removesuffix(".template")).write_text(text)
+    (run_dir / "keyserver_messages.lua").write_text(messages())
     return run_dir / "nginx.conf"
 
 

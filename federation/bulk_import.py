@@ -39,10 +39,12 @@ from django.db.models import Max, Q
 
 from keys import openpgp
 from keys.errors import KeyserverError
+from keys.managers import SERVED_STATES
 from keys.models import Binding, Key, PublishedChange
 from keys.services import published_files
 
 from . import import_worker
+from .fallback import final_misses
 from .import_batches import Tally, import_batch
 
 PARALLEL_FROM_BYTES = 2 * 1024 * 1024
@@ -104,6 +106,10 @@ class Importer:
             if pool is not None:
                 pool.shutdown(wait=True, cancel_futures=True)
         self._rewrite_published(first_change)
+        tree = published_files.root()
+        if tree is not None:
+            by_id, by_address = final_misses()
+            published_files.set_final_misses(tree, ids=by_id, emails=by_address)
         return self.tally
 
     def _file(self, path: Path, pool: ProcessPoolExecutor | None) -> None:
@@ -144,9 +150,11 @@ class Importer:
     def _rewrite_published(self, after: int) -> None:
         """Write the published files of the keys the import changed.
 
-        The workers removed every file a change touched; only keys that have
-        files at all (a published address, or a revocation served by id)
-        need writing again, and identifiers no key names any more stay removed.
+        The workers removed every file a change touched and wrote no marker.
+        Keys that have files (a published address, or a revocation served by
+        id) are written again in full; the others are stored keys the front
+        server must leave to the application, so each of their identifiers
+        gets its marker, read in bulk.
         """
         tree = published_files.root()
         if tree is None:
@@ -154,12 +162,16 @@ class Importer:
         changed = PublishedChange.objects.filter(id__gt=after, kind="key").values_list("value", flat=True)
         fingerprints = list(dict.fromkeys(changed.iterator(chunk_size=5000)))
         for start in range(0, len(fingerprints), 1000):
-            keys = Key.objects.filter(fingerprint__in=fingerprints[start : start + 1000]).filter(
-                Q(revoked=True) | Q(bindings__state=Binding.State.PUBLISHED)
-            )
+            chunk = Key.objects.filter(fingerprint__in=fingerprints[start : start + 1000])
+            with_files = chunk.filter(Q(revoked=True) | Q(bindings__state=Binding.State.PUBLISHED)).distinct()
             ids = published_files.Identifiers()
-            for key in keys.distinct().only("id", "fingerprint", "key_id"):
+            for key in with_files.only("id", "fingerprint", "key_id"):
                 ids.update(published_files.identifiers_of(key))
+            others = published_files.identifiers_in(chunk.exclude(pk__in=with_files))
+            published_files.mark_known(tree, published_files.Identifiers(others.fingerprints, others.keyids))
+            # Their addresses may be served by other keys, or cached: those are computed.
+            served = Binding.objects.filter(address__in=others.addresses, state__in=SERVED_STATES)
+            ids.addresses.update(served.values_list("address", flat=True))
             if ids:
                 published_files.rewrite(tree, ids)
 

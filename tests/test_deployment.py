@@ -12,7 +12,13 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_docker_compose_brings_up_the_whole_stack():
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"postgres", "redis", "web", "worker", "beat", "mail"} <= set(services)
+    assert {"postgres", "redis", "web", "front", "follower", "worker", "beat", "mail"} <= set(services)
+    assert "--front-only" in services["front"]["command"] and "web:8000" in services["front"]["command"]
+    assert "--follow" in services["follower"]["command"]
+    # The front server, the application and the follower share the published files.
+    for name in ("front", "web", "follower", "worker"):
+        assert "public:/srv/public" in services[name]["volumes"], name
+    assert "ports" not in services["web"]  # reached through the front server only
     assert "beat" in services["beat"]["command"] and "worker" in services["worker"]["command"]
     env = services["web"]["environment"]
     for name in ["DATABASE_URL", "REDIS_URL", "EMAIL_URL", "SITE_URL", "SECRET_KEY"]:
@@ -23,6 +29,7 @@ def test_docker_compose_brings_up_the_whole_stack():
 def test_the_dockerfile_runs_the_wsgi_app_with_ldap_support():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "requirements-ldap.txt" in dockerfile and "attester.wsgi" in dockerfile
+    assert "libnginx-mod-http-lua" in dockerfile
 
 
 def test_every_setting_is_in_env_example():

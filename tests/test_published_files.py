@@ -265,3 +265,26 @@ def test_the_follower_waits_for_a_transaction_that_commits_late(ks, cast, tree, 
     follower.step()
     assert follower.position > stuck
     assert files(tmp_path / "node") == files(tree)
+
+
+def test_a_bulk_import_leaves_a_tree_that_matches_the_database(ks, cast, tree, tmp_path):
+    """Workers write no markers and lift the final-miss flags; the end of the
+    import writes what the tree must hold (answers, markers, flags)."""
+    from keys import openpgp
+
+    ks.publish(cast.alice.data, *cast.alice.emails)
+    dump = tmp_path / "dump.pgp"
+    dump.write_bytes(
+        openpgp.dearmor(cast.bob.data)
+        + openpgp.dearmor(cast.alice_v2.data)
+        + openpgp.dearmor(cast.carol.data)
+    )
+    state = str(tmp_path / "s.json")
+    call_command("import_dump", str(dump), "--bind-addresses", "--state", state, "--quiet", stdout=StringIO())
+    out = StringIO()
+    call_command("materialize", "--check", "--quiet", stdout=out)
+    assert "matches" in out.getvalue()
+    assert (tree / ".final-misses-id").exists()
+    assert (tree / "known/email/example.net/bob").exists()  # cached: the application answers
+    merged = tree / f"fpr/{cast.alice.fingerprint[:2]}/{cast.alice.fingerprint}"
+    assert merged.exists()  # the published key merged by the dump, written again

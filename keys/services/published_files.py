@@ -48,10 +48,11 @@ from pathlib import Path
 
 from django.conf import settings
 from django.db import transaction
+from django.db.models import QuerySet
 
 from .. import clock
 from ..identifiers import Query, domain_of, wkd_hash
-from ..models import Key, PublishedChange, Subkey
+from ..models import Binding, Key, PublishedChange, Subkey
 from . import answers
 
 _UNSAFE = re.compile(rb"[^a-z0-9._+-]")
@@ -213,6 +214,11 @@ def _locked(tree: Path) -> Iterator[None]:
 
 def _write(path: Path, file: File) -> bool:
     """Write atomically (temporary file, then rename); False if already so."""
+    if file is KNOWN:
+        if path.exists():
+            return False
+        _mark(path)
+        return True
     mtime = int(file.modified.timestamp()) if file.modified else int(clock.now().timestamp())
     with contextlib.suppress(OSError):
         same_time = file.modified is None or int(path.stat().st_mtime) == mtime
@@ -247,11 +253,17 @@ def rewrite(tree: Path, ids: Identifiers) -> tuple[int, int]:
         return apply(tree, expected(ids))
 
 
+def _mark(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch()
+
+
 def _remove(tree: Path, ids: Identifiers) -> None:
     """Mark the identifiers for the application first, then remove their
     answers: until the rewrite, the front server asks the application."""
-    for rel in marker_paths(ids):
-        _write(tree / rel, KNOWN)
+    if not getattr(_local, "deferred", False):
+        for rel in marker_paths(ids):
+            _mark(tree / rel)
     for rel in paths_of(ids):
         with contextlib.suppress(FileNotFoundError):
             (tree / rel).unlink()
@@ -287,8 +299,13 @@ def clear_final_misses(**_kwargs: object) -> None:
 @contextlib.contextmanager
 def deferred() -> Iterator[None]:
     """For bulk work (dump imports): affected files are still removed at
-    once, but not rewritten after each commit; `materialize` or the follower
-    writes them (until then the application answers)."""
+    once, but not rewritten after each commit, and no markers are written;
+    the final-miss flags are lifted instead, so until `materialize`, the
+    follower or the end of the import writes the tree, the front server
+    asks the application for whatever it does not find."""
+    tree = root()
+    if tree is not None:
+        set_final_misses(tree, ids=False, emails=False)
     _local.deferred = True
     try:
         yield
@@ -319,6 +336,25 @@ def changed(key: Key, *, gone: Identifiers | None = None, ids: Identifiers | Non
     _remove(tree, ids)
     if not getattr(_local, "deferred", False):
         transaction.on_commit(partial(rewrite, tree, ids))
+
+
+def identifiers_in(keys: QuerySet[Key]) -> Identifiers:
+    """Every identifier of these keys, in three queries however many they are."""
+    ids = Identifiers()
+    for fpr, keyid in keys.values_list("fingerprint", "key_id"):
+        ids.fingerprints.add(fpr)
+        ids.keyids.add(keyid)
+    for fpr, keyid in Subkey.objects.filter(primary__in=keys).values_list("fingerprint", "key_id"):
+        ids.fingerprints.add(fpr)
+        ids.keyids.add(keyid)
+    ids.addresses.update(Binding.objects.filter(key__in=keys).values_list("address", flat=True))
+    return ids
+
+
+def mark_known(tree: Path, ids: Identifiers) -> None:
+    """Markers for stored identifiers the tree holds no answer for."""
+    for rel in marker_paths(ids):
+        _mark(tree / rel)
 
 
 def expand(kind: str, value: str) -> Identifiers:

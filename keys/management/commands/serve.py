@@ -100,6 +100,14 @@ class Command(BaseCommand):
         parser.add_argument("--port", type=int, default=settings.PORT)
         parser.add_argument("--app-port", type=int, default=0, help="gunicorn's port (default: port + 1)")
         parser.add_argument("--workers", type=int, default=settings.SERVE_WORKERS)
+        parser.add_argument(
+            "--front-only",
+            action="store_true",
+            help="run only nginx, in front of an application elsewhere (--app-address): a container",
+        )
+        parser.add_argument(
+            "--app-address", default="", help="host:port of the application (with --front-only)"
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         nginx = shutil.which("nginx") or "/usr/sbin/nginx"
@@ -107,10 +115,16 @@ class Command(BaseCommand):
             raise CommandError("nginx is not installed: apt-get install nginx-light libnginx-mod-http-lua")
         run_dir = Path(settings.VAR_DIR) / "serve"
         app_port = options["app_port"] or options["port"] + 1
-        app = f"127.0.0.1:{app_port}"
+        app = options["app_address"] or f"127.0.0.1:{app_port}"
         conf = render(run_dir, nginx_values(run_dir, listen=f"{options['host']}:{options['port']}", app=app))
         subprocess.run([nginx, "-t", "-q", "-p", str(run_dir), "-c", str(conf)], check=True)
         call_command("collectstatic", "--noinput", verbosity=0)
+        if options["front_only"]:
+            front = [nginx, "-p", str(run_dir), "-c", str(conf), "-g", "daemon off;"]
+            self.stdout.write(f"Front server on {options['host']}:{options['port']}, for {app}")
+            self.stdout.flush()
+            self._wait([subprocess.Popen(front)])
+            return
         parts = self._start(nginx, run_dir, conf, app, options["workers"])
         self.stdout.write(
             f"Keyserver: http://{options['host']}:{options['port']} (nginx; the application on {app})"

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run serve test lint format install migrate clean bench bench-refresh bench-hkp
+.PHONY: run serve test lint format install migrate clean bench bench-refresh bench-hkp bench-scale
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -62,6 +62,10 @@ bench-refresh: $(STAMP)
 # libnginx-mod-http-lua): the table goes to var/bench/vs-sks.md.
 bench-hkp: $(STAMP)
 	$(BIN)/python bench/vs_sks.py
+
+# Lookup latency at 10,000 and 1,000,000 synthetic keys, with the query plans.
+bench-scale: $(STAMP)
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

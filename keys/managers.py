@@ -82,15 +82,11 @@ class BindingManager(models.Manager["Binding"]):
         """Bindings of an address in `states` with their keys, best first (one statement)."""
         return rows.by_address(address, states)
 
-    def wkd(self, domain: str, wkd_hash: str) -> QuerySet[Any, tuple[bytes | memoryview, datetime]]:
-        """The certificates WKD serves for (domain, hash), in serving order.
-
-        One query on binding_wkd (domain, wkd_hash, state), joined to Key for
-        the order and the policy block; only published bindings, never
-        cached ones.
-        """
-        rows = self.filter(domain=domain, wkd_hash=wkd_hash, state=PUBLISHED, key__blocked=False)
-        return best_first(rows, "key__").values_list("certificate", "key__updated")
+    def wkd(self, domain: str, wkd_hash: str) -> list[tuple[bytes, datetime]]:
+        """The certificates WKD serves for (domain, hash), in serving order,
+        with when their keys changed (one statement on binding_wkd; only
+        published bindings, never cached ones)."""
+        return rows.wkd(domain, wkd_hash)
 
     def of_key(self, key: Key) -> QuerySet[Binding]:
         return self.filter(key=key).order_by("id")

@@ -12,6 +12,7 @@ them; what they return has the fields of Key that answers and templates use.
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -64,10 +65,17 @@ LIMIT 1
         # The keys with this primary key id; only when there are none, those with such a subkey.
         "keyid": f"""
 SELECT {columns} FROM keys_key k
-WHERE {_SERVED_BY_ID} AND (
-    k.key_id = %s
-    OR (k.id IN (SELECT primary_id FROM keys_subkey WHERE key_id = %s)
-        AND NOT EXISTS (SELECT 1 FROM keys_key p WHERE p.key_id = %s AND (NOT p.blocked OR p.revoked))))
+WHERE k.id IN (SELECT id FROM keys_key WHERE key_id = %s
+               UNION SELECT primary_id FROM keys_subkey WHERE key_id = %s AND NOT EXISTS (
+                   SELECT 1 FROM keys_key p WHERE p.key_id = %s AND (NOT p.blocked OR p.revoked)))
+  AND {_SERVED_BY_ID}
+ORDER BY {_BEST_FIRST}
+""",
+        # The certificates WKD serves for (domain, hash): published bindings only.
+        "wkd": f"""
+SELECT b.certificate, {_EPOCH.get(vendor, "{}").format("k.updated")} FROM keys_binding b
+JOIN keys_key k ON k.id = b.key_id
+WHERE b.domain = %s AND b.wkd_hash = %s AND b.state = %s AND NOT k.blocked
 ORDER BY {_BEST_FIRST}
 """,
         # The published and cached bindings of an address, with their keys.
@@ -200,10 +208,14 @@ def _execute(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
     # Skip Django's per-request "SELECT 1": a broken connection is retried above.
     connection.health_check_done = True  # type: ignore[attr-defined]
     connection.ensure_connection()
+    started = time.monotonic()
     with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
         # Server-side binding, so PostgreSQL plans the statement once per connection.
         cursor.execute(sql, params, prepare=True)
-        return list(cursor.fetchall())
+        found = list(cursor.fetchall())
+    if connection.queries_logged:  # counted like Django's own (DEBUG, assertNumQueries)
+        connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
+    return found
 
 
 def by_fingerprint(fpr: str) -> KeyRow | None:
@@ -213,6 +225,11 @@ def by_fingerprint(fpr: str) -> KeyRow | None:
 
 def by_keyid(keyid: str) -> list[KeyRow]:
     return [_key(row) for row in fetch(statement("keyid"), [keyid, keyid, keyid, clock.now()])]
+
+
+def wkd(domain: str, wkd_hash: str) -> list[tuple[bytes, datetime]]:
+    rows = fetch(statement("wkd"), [domain, wkd_hash, "published", clock.now()])
+    return [(bytes(certificate or b""), _moment(updated) or clock.now()) for certificate, updated in rows]
 
 
 def by_address(address: str, states: tuple[str, ...]) -> list[BindingRow]:

@@ -64,10 +64,12 @@ def publish(front: Front, smtp, armored: bytes, address: str) -> str:
 
 
 def shape(response: requests.Response) -> tuple[int, bytes, dict[str, str]]:
-    """Status, body and headers; a page's CSRF token and cookie (random each time) as placeholders."""
+    """Status, body and headers; a page's CSRF token and cookie as placeholders."""
     headers = {k.lower(): v for k, v in response.headers.items() if k.lower() not in IGNORED}
     if "set-cookie" in headers:
-        headers["set-cookie"] = re.sub(r"csrftoken=[^;]+", "csrftoken=TOKEN", headers["set-cookie"])
+        # The token is random and its expiry a date to the second: two requests may straddle one.
+        cookie = re.sub(r"csrftoken=[^;]+", "csrftoken=TOKEN", headers["set-cookie"])
+        headers["set-cookie"] = re.sub(r"expires=[^;]+", "expires=DATE", cookie)
     body = re.sub(rb'name="csrfmiddlewaretoken" value="[^"]+"', b"CSRF", response.content)
     return response.status_code, body, headers
 

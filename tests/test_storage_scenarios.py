@@ -177,3 +177,27 @@ def test_expired_keys_come_after_valid_ones(ks, cast, gpg_factory):
     assert f"pub:{cast.expired.fingerprint}:" in index
     expired_line = next(line for line in index.splitlines() if cast.expired.fingerprint in line)
     assert expired_line.endswith(":e")
+
+
+def test_key_ids_shared_by_several_keys_answer_all_and_primary_ids_win_over_subkey_ids(ks, cast):
+    # 64-bit key ids collide in the wild; here the stored ids are rewritten to collide.
+    for key, address in (
+        (cast.alice, "alice@example.org"),
+        (cast.bob, "bob@example.net"),
+        (cast.carol, "carol@example.org"),
+    ):
+        ks.publish(key.data, address)
+    alice, bob, carol = (
+        Key.objects.get(fingerprint=k.fingerprint) for k in (cast.alice, cast.bob, cast.carol)
+    )
+    Key.objects.filter(pk=bob.pk).update(key_id=alice.key_id)
+    alice.subkeys.update(key_id=carol.key_id)
+
+    both = ks.hkp_get(f"0x{alice.key_id}").fingerprints
+    assert sorted(both) == sorted([cast.alice.fingerprint, cast.bob.fingerprint])
+    assert ks.get(f"/vks/v1/by-keyid/{alice.key_id}").fingerprints == both
+    # Carol's primary id is also Alice's subkey id: the primary answers alone...
+    assert ks.hkp_get(f"0x{carol.key_id}").fingerprints == [cast.carol.fingerprint]
+    # ...until Carol's key is removed by policy; then the subkey's primary answers.
+    Key.objects.filter(pk=carol.pk).update(blocked=True)
+    assert ks.hkp_get(f"0x{carol.key_id}").fingerprints == [cast.alice.fingerprint]

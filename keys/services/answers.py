@@ -141,8 +141,8 @@ def mr_index(served: list[Served], now: datetime) -> str:
 def wkd(domain: str, wkd_hash: str) -> tuple[bytes, datetime | None]:
     """The WKD answer: every published key of the address, concatenated
     binary per-address certificates (WKD draft, 3.1); and when it changed."""
-    rows = list(Binding.objects.wkd(domain, wkd_hash))
-    return b"".join(bytes(c) for c, _updated in rows), max((u for _c, u in rows), default=None)
+    rows = Binding.objects.wkd(domain, wkd_hash)
+    return b"".join(c for c, _updated in rows), max((u for _c, u in rows), default=None)
 
 
 def modified(served: list[Served]) -> datetime | None:

@@ -9,6 +9,7 @@ without a broker, `make run` runs the same schedule in-process
 import os
 
 from celery import Celery
+from celery.signals import worker_ready
 from django.conf import settings
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "attester.settings")
@@ -27,6 +28,10 @@ def beat_schedule() -> dict[str, dict[str, object]]:
             "task": "federation.tasks.refresh_due_task",
             "schedule": float(settings.REFRESH_TICK_SECONDS),
         },
+        "sweep-outbox": {
+            "task": "keys.tasks.sweep_outbox",
+            "schedule": float(settings.OUTBOX_SWEEP_SECONDS),
+        },
         "housekeeping": {
             "task": "keys.tasks.housekeeping_task",
             "schedule": float(settings.HOUSEKEEPING_SECONDS),
@@ -37,3 +42,10 @@ def beat_schedule() -> dict[str, dict[str, object]]:
 @app.on_after_configure.connect
 def _install_beat_schedule(sender: Celery, **kwargs: object) -> None:
     sender.conf.beat_schedule = beat_schedule()
+
+
+@worker_ready.connect
+def _sweep_on_start(**kwargs: object) -> None:
+    """A worker that starts (after a crash, after Redis lost its queue)
+    delivers what is waiting at once, not at the next beat."""
+    app.send_task("keys.tasks.sweep_outbox")

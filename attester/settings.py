@@ -146,9 +146,14 @@ REDIS_URL = env.str("REDIS_URL", default="")
 if REDIS_URL:
     CACHES = {
         "default": {
-            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            # Redis, or the process's memory while Redis does not answer (keys/cache.py).
+            "BACKEND": "keys.cache.ResilientRedisCache",
             "LOCATION": REDIS_URL,
             "KEY_PREFIX": env.str("CACHE_KEY_PREFIX", default="ks"),
+            "OPTIONS": {
+                "socket_connect_timeout": env.float("REDIS_TIMEOUT", default=0.5),
+                "socket_timeout": env.float("REDIS_TIMEOUT", default=0.5),
+            },
         }
     }
 else:
@@ -180,6 +185,13 @@ else:
 EMAIL_TIMEOUT = env.int("EMAIL_TIMEOUT", default=20)
 DEFAULT_FROM_EMAIL = env.str("DEFAULT_FROM_EMAIL", default="keyserver@localhost")
 SERVER_EMAIL = DEFAULT_FROM_EMAIL
+# The outbox (keys.services.outbox): a mail that cannot be delivered is tried
+# again with back-off (30 s doubling, at most MAIL_RETRY_MAX_SECONDS apart)
+# until MAIL_RETRY_HOURS after it was queued; a sweep every
+# OUTBOX_SWEEP_SECONDS delivers whatever no wake-up reached.
+MAIL_RETRY_HOURS = env.float("MAIL_RETRY_HOURS", default=48)
+MAIL_RETRY_MAX_SECONDS = env.int("MAIL_RETRY_MAX_SECONDS", default=3600)
+OUTBOX_SWEEP_SECONDS = env.int("OUTBOX_SWEEP_SECONDS", default=60)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},

@@ -55,3 +55,6 @@ urlpatterns = [
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
 ]
+
+# A database outage is a 503 in the protocol's format (keys/views/http.py).
+handler500 = "keys.views.http.server_error"

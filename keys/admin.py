@@ -1,4 +1,5 @@
-"""Django admin: keys, addresses, tokens, policy blocks and the audit trail."""
+"""Django admin: keys, addresses, tokens, policy blocks, the mail outbox and
+the audit trail."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from federation.refresh import refresh_key
 
 from .errors import KeyserverError
 from .identifiers import group_fingerprint
-from .models import Binding, Event, Key, PolicyBlock, VerificationToken
-from .services import imports, policy
+from .models import Binding, Event, Key, OutboxMail, PolicyBlock, VerificationToken
+from .services import imports, outbox, policy
 
 
 def _actor(request: HttpRequest) -> str:
@@ -268,3 +269,32 @@ class EventAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return False
+
+
+@admin.register(OutboxMail)
+class OutboxAdmin(admin.ModelAdmin):
+    """Every mail the server decided to send: queued, sent, failed (with the
+    error), or no longer needed; a selection can be sent again."""
+
+    list_display = ("created", "kind", "address", "state", "attempts", "next_attempt_at", "sent_at", "error")
+    list_filter = ("state", "kind")
+    search_fields = ("=address",)
+    date_hierarchy = "created"
+    readonly_fields = (
+        "kind", "address", "binding", "state", "attempts", "created", "next_attempt_at", "deadline",
+        "sent_at", "last_error",
+    )  # fmt: skip
+    exclude = ("params",)
+    actions = ["resend"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    @admin.display(description=_("last error"))
+    def error(self, row: OutboxMail) -> str:
+        return row.last_error[:80]
+
+    @admin.action(description=_("Send again (a new mail; a confirmation gets a fresh link)"))
+    def resend(self, request: HttpRequest, queryset: QuerySet[OutboxMail]) -> None:
+        queued = outbox.resend(list(queryset.select_related("binding")))
+        self.message_user(request, _("%(count)d mails queued.") % {"count": queued}, messages.SUCCESS)

@@ -6,4 +6,6 @@ class KeysConfig(AppConfig):
     verbose_name = "Keys"
 
     def ready(self) -> None:
-        from . import checks  # noqa: F401
+        # The system checks, and the tasks registered in every process (the
+        # outbox wakes its delivery task by name, web processes included).
+        from . import checks, tasks  # noqa: F401

@@ -77,3 +77,12 @@ class RemovedByPolicy(KeyserverError):
 class UnsupportedMediaType(KeyserverError):
     status = 415
     default_message = _("Unsupported content type.")
+
+
+class Unavailable(KeyserverError):
+    """A part the request needs (the database) does not answer: a 503 with
+    Retry-After, in the protocol's own format."""
+
+    status = 503
+    retry_after = 30
+    default_message = _("The keyserver cannot answer this right now. Please try again in a minute.")

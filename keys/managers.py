@@ -23,7 +23,7 @@ from . import clock, rows
 from .rows import BindingRow, KeyRow, StoredCopy
 
 if TYPE_CHECKING:
-    from .models import Binding, Event, Key, PolicyBlock, Source, Subkey, VerificationToken  # noqa: F401
+    from .models import Binding, Event, Key, OutboxMail, PolicyBlock, Source, Subkey, VerificationToken  # noqa: F401
 
 # Binding states whose address some lookup path may serve (rule 3: cached
 # ones only as a fallback).
@@ -175,6 +175,23 @@ class VerificationTokenManager(models.Manager["VerificationToken"]):
     def prunable(self, now: datetime) -> QuerySet[VerificationToken]:
         """Expired tokens, and verify tokens already used (single use)."""
         return self.filter(Q(expires__lte=now) | Q(used_at__isnull=False, purpose="verify"))
+
+
+class OutboxMailManager(models.Manager["OutboxMail"]):
+    def due(self, now: datetime, limit: int) -> list[int]:
+        """Queued mails whose next attempt is due, oldest first."""
+        rows = self.filter(state="queued", next_attempt_at__lte=now).order_by("next_attempt_at", "id")
+        return list(rows.values_list("id", flat=True)[:limit])
+
+    def counted(self, address: str, kinds: Iterable[str], since: datetime) -> int:
+        """Mails of these kinds queued or sent to `address` since `since`
+        (what the per-address limits count: failed ones were never sent)."""
+        rows = self.filter(address=address, kind__in=list(kinds), created__gte=since)
+        return rows.filter(state__in=["queued", "sent"]).count()
+
+    def outstanding_for(self, binding_id: int) -> bool:
+        """A confirmation mail of this binding is queued or was sent."""
+        return self.filter(binding_id=binding_id, kind="verify", state__in=["queued", "sent"]).exists()
 
 
 class SourceManager(models.Manager["Source"]):

@@ -21,6 +21,7 @@ from .managers import (
     BindingManager,
     EventManager,
     KeyManager,
+    OutboxMailManager,
     PolicyBlockManager,
     SourceManager,
     SubkeyManager,
@@ -239,6 +240,55 @@ class Event(models.Model):
 
     def __str__(self) -> str:
         return f"{self.at:%Y-%m-%d %H:%M} {self.action} {self.fingerprint} {self.address}"
+
+
+class OutboxMail(models.Model):
+    """One mail the server decided to send (keys.services.outbox).
+
+    Written in the transaction of the change that caused it, so a mail is
+    never decided without its row nor a row left without its change; a
+    worker delivers it, retrying until `deadline`.
+    """
+
+    class Kind(models.TextChoices):
+        VERIFY = "verify", _("confirm an address")
+        REPLACED = "replaced", _("key replaced")
+        WELCOME = "welcome", _("welcome")
+        MANAGE = "manage", _("management links")
+
+    class State(models.TextChoices):
+        QUEUED = "queued", _("queued")
+        SENT = "sent", _("sent")
+        FAILED = "failed", _("failed")
+        CANCELLED = "cancelled", _("no longer needed")
+
+    kind = models.CharField(_("kind"), max_length=8, choices=Kind.choices)
+    address = models.CharField(_("to"), max_length=254)
+    binding = models.ForeignKey(
+        Binding, null=True, blank=True, on_delete=models.CASCADE, related_name="mails"
+    )
+    params = models.JSONField(_("parameters"), default=dict, blank=True)
+    state = models.CharField(_("state"), max_length=10, choices=State.choices, default=State.QUEUED)
+    attempts = models.PositiveIntegerField(_("attempts"), default=0)
+    created = models.DateTimeField(_("created"), default=timezone.now)
+    next_attempt_at = models.DateTimeField(_("next attempt"), default=timezone.now)
+    deadline = models.DateTimeField(_("deadline"))
+    sent_at = models.DateTimeField(_("sent at"), null=True, blank=True)
+    last_error = models.TextField(_("last error"), blank=True)
+
+    objects = OutboxMailManager()
+
+    class Meta:
+        verbose_name = _("outgoing mail")
+        verbose_name_plural = _("outbox")
+        ordering = ["-created", "-id"]
+        indexes = [
+            models.Index(fields=["address", "kind", "created"], name="outbox_address"),
+            models.Index(fields=["next_attempt_at"], name="outbox_due", condition=models.Q(state="queued")),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.kind} to {self.address} ({self.state})"
 
 
 class PublishedChange(models.Model):

@@ -1,4 +1,5 @@
-"""Rate limits in Django's cache (Redis, or the database under `make run`).
+"""Rate limits in Django's cache (Redis, or the database under `make run`;
+while Redis is away, the process's memory: keys.cache).
 
 A fixed window per bucket: `allow("mail-ip:1.2.3.4", "20/3600")` is True for
 the first 20 calls in an hour.
@@ -7,10 +8,10 @@ the first 20 calls in an hour.
 from __future__ import annotations
 
 import contextlib
-from typing import Any
 
 from django.core.cache import cache, caches
-from django.core.cache.backends.redis import RedisCache
+
+from .cache import ResilientRedisCache
 
 
 def parse_rate(rate: str) -> tuple[int, int]:
@@ -34,24 +35,11 @@ def allow(bucket: str, rate: str) -> bool:
         return True
 
 
-# INCR, and start the window's expiry when the key is new: one command.
-_COUNT = (
-    "local n = redis.call('INCR', KEYS[1]) if n == 1 then redis.call('EXPIRE', KEYS[1], ARGV[1]) end return n"
-)
-_scripts: dict[int, Any] = {}
-
-
 def _redis_count(key: str, window: int) -> int | None:
-    """On Redis, one round trip (a server-side script that increments and
-    starts the window's expiry). None on any other cache backend."""
+    """On Redis, one round trip (keys.cache); None on any other backend, or
+    while Redis is away."""
     backend = caches["default"]
-    if not isinstance(backend, RedisCache):
-        return None
-    script = _scripts.get(id(backend))
-    if script is None:
-        client = backend._cache.get_client(write=True)  # type: ignore[attr-defined]
-        script = _scripts[id(backend)] = client.register_script(_COUNT)
-    return int(script(keys=[backend.make_and_validate_key(key)], args=[window]))
+    return backend.count(key, window) if isinstance(backend, ResilientRedisCache) else None
 
 
 def refund(bucket: str) -> None:

@@ -68,17 +68,28 @@ class Keyserver:
     def publish(self, data: bytes | str, *addresses: str) -> dict[str, Any]:
         """Upload, request and confirm, as a person would over more than an hour.
 
-        The per-address mail window is reset first: publishing the same address
+        The per-address mail window is passed first: publishing the same address
         on a second key within the hour sends no new mail (rule 8).
         """
-        from django.core.cache import cache
-
-        cache.clear()
+        self.pass_mail_windows()
         answer = self.upload(data).json()
         self.request_verify(answer["token"], list(addresses))
         for address in addresses:
             assert self.confirm(address).status_code == 200
         return answer
+
+    @staticmethod
+    def pass_mail_windows() -> None:
+        """Let a day pass for the limits: the mails sent and the counters are older."""
+        from datetime import timedelta
+
+        from django.core.cache import cache
+        from django.db.models import F
+
+        from keys.models import OutboxMail
+
+        cache.clear()
+        OutboxMail.objects.update(created=F("created") - timedelta(days=1))
 
     # -- lookups ----------------------------------------------------------
     def get(self, path: str) -> Answer:

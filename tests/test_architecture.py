@@ -32,8 +32,17 @@ def test_the_env_file_sets_var_dir_and_the_beat_intervals(tmp_path):
     the process environment before .env was loaded, so .env could not set them."""
     env_file = tmp_path / "keyserver.env"
     var = tmp_path / "var-from-env-file"
-    env_file.write_text(f"VAR_DIR={var}\nHOUSEKEEPING_SECONDS=77\nREFRESH_TICK_SECONDS=33\n")
-    names = {"VAR_DIR", "HOUSEKEEPING_SECONDS", "REFRESH_TICK_SECONDS", "DATABASE_URL", "REDIS_URL"}
+    env_file.write_text(
+        f"VAR_DIR={var}\nHOUSEKEEPING_SECONDS=77\nREFRESH_TICK_SECONDS=33\nOUTBOX_SWEEP_SECONDS=11\n"
+    )
+    names = {
+        "VAR_DIR",
+        "HOUSEKEEPING_SECONDS",
+        "REFRESH_TICK_SECONDS",
+        "OUTBOX_SWEEP_SECONDS",
+        "DATABASE_URL",
+    }
+    names.add("REDIS_URL")
     environment = {k: v for k, v in os.environ.items() if k not in names}
     environment.update({"ENV_FILE": str(env_file), "DJANGO_SETTINGS_MODULE": "attester.settings"})
     script = (
@@ -48,7 +57,7 @@ def test_the_env_file_sets_var_dir_and_the_beat_intervals(tmp_path):
     )
     seen = json.loads(out.stdout.decode().strip().splitlines()[-1])
     assert seen["var"] == str(var)
-    assert seen["beat"] == {"refresh-due-keys": 33.0, "housekeeping": 77.0}
+    assert seen["beat"] == {"refresh-due-keys": 33.0, "housekeeping": 77.0, "sweep-outbox": 11.0}
     assert (var / "secret_key").exists()  # the generated key went to the .env's VAR_DIR
 
 

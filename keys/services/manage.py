@@ -3,31 +3,29 @@ for a link by mail, then unpublishes addresses or removes the whole key."""
 
 from __future__ import annotations
 
-from functools import partial
-
 from django.conf import settings
-from django.db import transaction
 from django.utils.translation import gettext as _
 
 from .. import ratelimit
 from ..errors import InvalidKey, InvalidToken, RateLimited
-from ..models import Binding, Event, Key, VerificationToken
-from . import mail, policy, tokens
+from ..models import Binding, Event, Key, OutboxMail, VerificationToken
+from . import outbox, policy, tokens
 
 
 def request_manage_link(address: str, *, client: str, locale: str = "") -> None:
     """Mail management links for the published keys of `address`.
 
     The caller answers the same whether or not the address is known: no
-    enumeration. The client's limit is a 429; the address's limit is silent.
+    enumeration. The client's limit is a 429; the address's limit (mails
+    queued or sent to it) is silent.
     """
     if not ratelimit.allow(f"manage-ip:{client}", settings.RATE_MANAGE_PER_CLIENT):
         raise RateLimited()
     key_ids = Binding.objects.published_key_ids(address)
-    if not key_ids or not ratelimit.allow(f"manage-addr:{address}", settings.RATE_MANAGE_PER_ADDRESS):
+    if not key_ids or outbox.sent_within(address, OutboxMail.Kind.MANAGE, settings.RATE_MANAGE_PER_ADDRESS):
         return
     Event.objects.record("manage_link_requested", address=address, actor=client)
-    transaction.on_commit(partial(mail.send_manage_mail.delay, address, key_ids, locale))
+    outbox.enqueue(OutboxMail.Kind.MANAGE, address, keys=key_ids, locale=locale)
 
 
 def key_for_manage_token(plain: str) -> Key:

@@ -12,21 +12,19 @@ never parse OpenPGP and never see a half-made change.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import partial
-
-from django.db import transaction
 
 from .. import clock, openpgp
 from ..identifiers import domain_of, wkd_hash
 from ..models import Binding, Event, Key, PolicyBlock
-from . import mail, published_files
+from . import published_files
 from .limits import limits
-from .locking import locked_key
 
 State = Binding.State
 Validation = Binding.Validation
 # Bindings whose address some lookup path may serve (rule 3: cached ones as a fallback).
 SERVED_STATES = (State.PUBLISHED, State.CACHED)
+# States from which an address may be asked to confirm.
+CONFIRMABLE = (State.UNPUBLISHED, State.PENDING, State.CACHED)
 
 
 def _move(
@@ -157,6 +155,20 @@ def mark_pending(binding: Binding) -> None:
     binding.save(update_fields=["state", "pending_since", "updated"])
 
 
+def clear_pending(binding: Binding) -> None:
+    """No confirmation mail is out for the binding any more (its delivery
+    failed for good): pending goes back to unpublished, a cached binding
+    stays cached. The caller writes the event."""
+    if not binding.awaiting_confirmation:
+        return
+    binding.pending_since = None
+    if binding.state == State.CACHED:
+        binding.save(update_fields=["pending_since", "updated"])
+        return
+    binding.state = State.UNPUBLISHED
+    binding.save(update_fields=["state", "pending_since", "updated"])
+
+
 def vouch(
     key: Key, binding: Binding, *, state: str, validation: str, actor: str, verified: bool = True
 ) -> None:
@@ -204,25 +216,6 @@ def remove_key(key: Key, *, actor: str, reason: str) -> None:
         _move(key, binding, State.REMOVED_BY_POLICY, actor=actor, event=None)
     rebuild(key)
     Event.objects.record("key_removed_by_policy", key=key, actor=actor, detail=reason)
-
-
-def replace_others(address: str, *, keep: Key, actor: str) -> list[str]:
-    """Unpublish `address` on every key but `keep` (publication rule 4).
-
-    The owner is told by mail which keys were replaced; nothing is sent when
-    nothing changed. Runs inside the caller's transaction.
-    """
-    replaced: list[str] = []
-    for key_pk in Binding.objects.published_elsewhere(address, keep):
-        with locked_key(key_pk) as key:
-            bindings = key.bindings.filter(address=address, state=State.PUBLISHED)
-            unpublish(key, bindings, actor=actor, event="address_replaced", detail=keep.fingerprint)
-        replaced.append(key.fingerprint)
-    if replaced:
-        transaction.on_commit(
-            partial(mail.send_replaced_notice_mail.delay, address, keep.fingerprint, replaced)
-        )
-    return replaced
 
 
 # -- the precomputed answers ---------------------------------------------------------

@@ -27,7 +27,7 @@ from django.utils.translation import gettext as _
 from .. import openpgp, ratelimit
 from ..errors import InvalidKey, RateLimited
 from ..models import Binding, Key
-from . import imports, publication, verification
+from . import imports, verification
 from .limits import limits
 
 Body = bytes | Callable[[], bytes]
@@ -143,6 +143,6 @@ def _after_request(key: Key, address: str, *, actor: str) -> Outcome:
     if binding.state == State.PUBLISHED:
         # Confirmed before: this POST only replaces the address's other keys.
         with transaction.atomic():
-            publication.replace_others(address, keep=key, actor=actor)
+            verification.replace_others(address, keep=key, actor=actor)
         return Outcome.PUBLISHED
     return Outcome.MAIL_SENT

@@ -8,7 +8,6 @@ OIDC id_token on the Attester API, the organisation's directory).
 from __future__ import annotations
 
 from collections.abc import Iterable
-from functools import partial
 
 from django.conf import settings
 from django.db import transaction
@@ -16,14 +15,13 @@ from django.utils.translation import gettext as _
 
 from .. import clock, ratelimit
 from ..errors import InvalidKey, InvalidToken, RateLimited
-from ..models import Binding, Event, Key, PolicyBlock, Source, VerificationToken
-from . import mail, publication, tokens
+from ..models import Binding, Event, Key, OutboxMail, PolicyBlock, Source, VerificationToken
+from . import outbox, publication, tokens
 from .locking import locked_key
 
 State = Binding.State
 Validation = Binding.Validation
-# States from which an address may be asked to confirm.
-CONFIRMABLE = (State.UNPUBLISHED, State.PENDING, State.CACHED)
+CONFIRMABLE = publication.CONFIRMABLE
 
 
 def request_verification(
@@ -63,18 +61,21 @@ def request_verification(
 
 
 def _mail_one(key: Key, binding: Binding, *, client: str, locale: str, actor: str, replace: bool) -> bool:
-    """Mark one address pending and mail it, within the limits; False when
-    the client's limit is reached."""
-    address_bucket = f"mail-addr:{binding.address}"
-    if not ratelimit.allow(address_bucket, settings.RATE_MAIL_PER_ADDRESS):
-        publication.mark_pending(binding)
+    """Mark one address pending and queue its mail, within the limits; False
+    when the client's limit is reached.
+
+    The address's limit counts the confirmation mails queued or sent to it
+    (the outbox), not requests: a request that failed spent nothing.
+    """
+    if outbox.sent_within(binding.address, OutboxMail.Kind.VERIFY, settings.RATE_MAIL_PER_ADDRESS):
+        if OutboxMail.objects.outstanding_for(binding.pk):
+            publication.mark_pending(binding)  # its mail is out: pending, as the owner expects
         return True
     if not ratelimit.allow(f"mail-ip:{client}", settings.RATE_MAIL_PER_CLIENT):
-        ratelimit.refund(address_bucket)
         return False
     publication.mark_pending(binding)
     Event.objects.record("verification_requested", key=key, address=binding.address, actor=actor or client)
-    transaction.on_commit(partial(mail.send_verification_mail.delay, binding.pk, locale, replace))
+    outbox.enqueue(OutboxMail.Kind.VERIFY, binding.address, binding=binding, locale=locale, replace=replace)
     return True
 
 
@@ -110,7 +111,7 @@ def confirm(plain: str, *, actor: str = "") -> Binding:
                 raise InvalidToken(_("This address can no longer be confirmed for this key."))
             publication.publish(key, binding, Validation.EMAIL_CONFIRMED, actor=actor or "email")
             if token.replace:
-                publication.replace_others(binding.address, keep=key, actor=actor or "email")
+                replace_others(binding.address, keep=key, actor=actor or "email")
     return binding
 
 
@@ -127,7 +128,7 @@ def publish_proven(key: Key, address: str, validation: str, *, actor: str, repla
             raise InvalidKey(_("This key has no valid user ID for %(address)s.") % {"address": address})
         publication.publish(key, binding, validation, actor=actor)
         if replace:
-            publication.replace_others(address, keep=key, actor=actor)
+            replace_others(address, keep=key, actor=actor)
     return binding
 
 
@@ -138,3 +139,22 @@ def upload_token(key: Key) -> str:
 
 def key_for_upload_token(plain: str) -> Key:
     return tokens.find(plain, VerificationToken.Purpose.UPLOAD).key
+
+
+def replace_others(address: str, *, keep: Key, actor: str) -> list[str]:
+    """Unpublish `address` on every key but `keep` (publication rule 4).
+
+    The owner is told by mail which keys were replaced; nothing is sent when
+    nothing changed. Runs inside the caller's transaction.
+    """
+    replaced: list[str] = []
+    for key_pk in Binding.objects.published_elsewhere(address, keep):
+        with locked_key(key_pk) as key:
+            bindings = key.bindings.filter(address=address, state=State.PUBLISHED)
+            publication.unpublish(
+                key, bindings, actor=actor, event="address_replaced", detail=keep.fingerprint
+            )
+        replaced.append(key.fingerprint)
+    if replaced:
+        outbox.enqueue(OutboxMail.Kind.REPLACED, address, fingerprint=keep.fingerprint, replaced=replaced)
+    return replaced

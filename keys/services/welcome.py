@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from functools import partial
-
 from django.conf import settings
-from django.db import transaction
 from django.utils.translation import gettext as _
 
 from .. import openpgp, ratelimit
 from ..errors import InvalidKey, RateLimited
-from ..models import Binding
-from . import mail
+from ..models import Binding, OutboxMail
+from . import outbox
 from .submission import AddressProof, Body, cert_for, read_body
 
 
@@ -32,8 +29,8 @@ def welcome(address: str, body: Body, *, proof: AddressProof | None, client: str
         return False
     if not ratelimit.allow(f"welcome-ip:{client}", settings.RATE_WELCOME_PER_CLIENT):
         raise RateLimited()
-    if not ratelimit.allow(f"welcome-addr:{address}", settings.RATE_WELCOME_PER_ADDRESS):
+    if outbox.sent_within(address, OutboxMail.Kind.WELCOME, settings.RATE_WELCOME_PER_ADDRESS):
         return False
     armored = openpgp.armor(openpgp.publishable(cert, [address]))
-    transaction.on_commit(partial(mail.send_welcome_mail.delay, address, armored, locale))
+    outbox.enqueue(OutboxMail.Kind.WELCOME, address, armored=armored, locale=locale)
     return True

@@ -1,31 +1,71 @@
-"""Liveness and readiness."""
+"""Liveness and readiness.
+
+/readyz is 503 when the database does not answer: nothing can be served
+from it. Redis (the shared cache) is reported but does not make a node
+unready: every request path works without it (keys.cache), and a load
+balancer that took every node out whenever Redis blinked would turn a
+degraded service into an outage. Only staff see the errors themselves; to
+anyone else a failed part is a name, never a host, port or message.
+"""
 
 from __future__ import annotations
 
 from django.conf import settings
-from django.core.cache import cache
+from django.core.cache import caches
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+
+from ..cache import ResilientRedisCache
 
 
 def healthz(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok\n", content_type="text/plain")
 
 
-def readyz(request: HttpRequest) -> HttpResponse:
-    failed = {}
+def _database() -> str | None:
     try:
         with connection.cursor() as cursor:
             cursor.execute("SELECT 1")
     except Exception as exc:  # readiness reports any failure, it never raises
-        failed["database"] = str(exc)[:200]
-    if settings.REDIS_URL:
-        try:
-            cache.set("readyz", "1", 5)
-            if cache.get("readyz") != "1":
-                failed["redis"] = "read back failed"
-        except Exception as exc:
-            failed["redis"] = str(exc)[:200]
+        return str(exc)
+    return None
+
+
+def _redis() -> str | None:
+    if not settings.REDIS_URL:
+        return None
+    backend = caches["default"]
+    try:
+        if isinstance(backend, ResilientRedisCache):
+            backend.ping()
+        else:
+            backend.set("readyz", "1", 5)
+            if backend.get("readyz") != "1":
+                return "read back failed"
+    except Exception as exc:
+        return str(exc) or type(exc).__name__
+    return None
+
+
+def _is_staff(request: HttpRequest) -> bool:
+    user = getattr(request, "user", None)
+    try:
+        return bool(user and user.is_active and user.is_staff)
+    except Exception:  # the session could not be read
+        return False
+
+
+def readyz(request: HttpRequest) -> HttpResponse:
+    failed = {name: error for name, error in (("database", _database()),) if error}
+    degraded = {name: error for name, error in (("redis", _redis()),) if error}
+    # Staff are known by their session, which is read from the database.
+    if not failed and _is_staff(request):
+        failed, degraded = ({name: error[:300] for name, error in d.items()} for d in (failed, degraded))
+    else:
+        failed, degraded = ({name: "unavailable" for name in d} for d in (failed, degraded))
+    body: dict[str, object] = {"ready": not failed}
     if failed:
-        return JsonResponse({"ready": False, "failed": failed}, status=503)
-    return JsonResponse({"ready": True})
+        body["failed"] = failed
+    if degraded:
+        body["degraded"] = degraded
+    return JsonResponse(body, status=503 if failed else 200)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import sys
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -17,6 +18,7 @@ from urllib.parse import unquote_to_bytes
 
 from django.conf import settings
 from django.core.exceptions import DisallowedHost, RequestDataTooBig
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
 from django.shortcuts import render
@@ -25,10 +27,12 @@ from django.utils import translation
 from django.utils.cache import get_conditional_response, patch_vary_headers
 from django.utils.http import http_date
 from django.utils.translation import gettext as _
+from django.views import defaults
 
 from federation.serve import Served, armored, modified
 
-from ..errors import KeyserverError, KeyTooLarge, NotFound
+from .. import degraded
+from ..errors import KeyserverError, KeyTooLarge, NotFound, Unavailable
 from ..models import Binding, Key
 
 PGP_KEYS = "application/pgp-keys"
@@ -195,6 +199,13 @@ def protocol_of(path: str) -> str:
 
 
 def error_response(request: HttpRequest, error: KeyserverError) -> HttpResponse:
+    response = _error_body(request, error)
+    if isinstance(error, Unavailable):
+        response["Retry-After"] = str(error.retry_after)
+    return response
+
+
+def _error_body(request: HttpRequest, error: KeyserverError) -> HttpResponse:
     kind = protocol_of(request.path)
     if kind == "vks":
         return JsonResponse({"error": error.message}, status=error.status)
@@ -241,7 +252,28 @@ class KeyserverErrorMiddleware:
             return error_response(request, KeyTooLarge())
         if isinstance(exception, KeyserverError):
             return error_response(request, exception)
+        if isinstance(exception, UNAVAILABLE):
+            return unavailable(request, exception)
         return None
+
+
+# A database that does not answer (down, restarting, unreachable): not a bug
+# of the request, so a 503 the client may retry, not a 500.
+UNAVAILABLE = (OperationalError, InterfaceError)
+
+
+def unavailable(request: HttpRequest, error: Exception) -> HttpResponse:
+    degraded.failed("the database", error, "requests that need it answer 503")
+    return error_response(request, Unavailable())
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    """handler500: an exception no view or middleware handled. A database
+    outage is a 503 in the protocol's format; anything else Django's 500."""
+    error = sys.exc_info()[1]
+    if isinstance(error, UNAVAILABLE):
+        return unavailable(request, error)
+    return defaults.server_error(request)
 
 
 # The protocol front-ends that ProtocolMiddleware takes through the short way.
@@ -320,4 +352,6 @@ class ProtocolMiddleware:
             return error_response(request, KeyTooLarge())
         except KeyserverError as error:
             return error_response(request, error)
+        except UNAVAILABLE as error:
+            return unavailable(request, error)
         return response

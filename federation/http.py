@@ -6,7 +6,8 @@
 - A user agent.
 - A guard against server-side request forgery: the host is resolved once,
   every address it resolves to must be public (no loopback, link-local,
-  private, multicast or reserved ranges) unless configured, and the
+  private, multicast or reserved ranges, nor such an IPv4 address inside an
+  IPv6 one: mapped, compatible, NAT64, 6to4) unless configured, and the
   connection goes to that very address (no second lookup an attacker's DNS
   could answer differently), with TLS still verified against the host name.
 """
@@ -57,12 +58,39 @@ def _allowed_networks() -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
     return [ipaddress.ip_network(n, strict=False) for n in settings.FEDERATION_ALLOWED_NETWORKS]
 
 
+# IPv6 prefixes whose addresses carry an IPv4 address a gateway may forward
+# to: NAT64 (RFC 6052 well-known, RFC 8215 local use) and IPv4-compatible.
+# Python's is_global judges them by the IPv6 prefix alone, so ::127.0.0.1 or
+# 64:ff9b::7f00:1 would pass; they are judged by the IPv4 address inside.
+_NAT64 = [ipaddress.ip_network("64:ff9b::/96"), ipaddress.ip_network("64:ff9b:1::/48")]
+_COMPATIBLE = ipaddress.ip_network("::/96")
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address carries (mapped, compatible, NAT64,
+    6to4), if any. (Teredo's 2001::/32 is not global in the first place.)"""
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if any(address in prefix for prefix in _NAT64) or (address in _COMPATIBLE and int(address) > 1):
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    return None
+
+
+def _public(address: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
+    if not address.is_global or address.is_multicast:
+        return False
+    inner = embedded_ipv4(address) if isinstance(address, ipaddress.IPv6Address) else None
+    return inner is None or _public(inner)
+
+
 def check_address(ip: str) -> None:
     """Refuse non-public addresses unless an allowed network holds them."""
     address = ipaddress.ip_address(ip)
     if any(address in network for network in _allowed_networks()):
         return
-    if not address.is_global or address.is_multicast:
+    if not _public(address):
         raise ForbiddenTarget(f"refusing to connect to the non-public address {ip}")
 
 
@@ -142,11 +170,16 @@ def get(
     }
     # Per-socket timeouts restart with every byte; this watchdog ends the
     # whole exchange at the deadline, whatever the upstream drips.
-    watchdog = threading.Timer(timeout, _cut, args=(connection,))
+    # The socket is remembered once connected: http.client hands it over to
+    # the response (and forgets it) when the answer ends with the connection.
+    sockets: list[socket.socket] = []
+    watchdog = threading.Timer(timeout, _cut, args=(connection, sockets))
     watchdog.daemon = True
     watchdog.start()
     try:
         connection.request("GET", path, headers=request_headers, preload_content=False, decode_content=False)
+        if connection.sock is not None:
+            sockets.append(connection.sock)
         response = connection.getresponse()
         body = _read_body(response, host, limit)
         if time.monotonic() >= deadline:
@@ -164,8 +197,8 @@ def get(
         connection.close()
 
 
-def _cut(connection: urllib3.connection.HTTPConnection) -> None:
-    sock = getattr(connection, "sock", None)
-    if sock is not None:
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)
+def _cut(connection: urllib3.connection.HTTPConnection, sockets: list[socket.socket]) -> None:
+    for sock in [*sockets, getattr(connection, "sock", None)]:
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)

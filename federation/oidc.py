@@ -2,10 +2,17 @@
 
 FlowCrypt's clients send the sign-in id_token as `Authorization: Bearer`.
 A token proves an address when: its issuer is configured, its signature
-verifies with a key of the issuer's JWKS (cached, refetched once for an
-unknown key id), it has not expired, its audience is allowed, and the
+verifies with a key of the issuer's JWKS, it has not expired, its audience is allowed, and the
 issuer's email claim equals the address (and `email_verified`, when present,
 is true).
+
+The JWKS is fetched through the outbound helper (total deadline, size cap,
+SSRF guard) and cached per issuer. A token naming a key id the cached set
+lacks (the issuer rotated) may fetch it again, but at most once a minute per
+issuer, and a failed fetch is not repeated within that minute either: tokens
+made up with random key ids cannot turn the server into a load generator
+against the issuer. Verifications are also counted per client
+(OIDC_RATE_PER_CLIENT).
 """
 
 from __future__ import annotations
@@ -19,7 +26,8 @@ from django.conf import settings
 from django.core.cache import cache
 from django.utils.translation import gettext as _
 
-from keys.errors import InvalidEmail, Unauthorized
+from keys import ratelimit
+from keys.errors import InvalidEmail, RateLimited, Unauthorized
 from keys.identifiers import normalize_email
 from keys.models import Binding
 
@@ -27,6 +35,7 @@ from . import http
 
 ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "PS256", "EdDSA"]
 JWKS_MAX_BYTES = 256 * 1024
+REFETCH_SECONDS = 60
 
 
 @dataclass(frozen=True)
@@ -78,22 +87,47 @@ def _fetch_jwks(issuer: Issuer) -> dict[str, Any]:
         ) from None
 
 
-def _signing_key(issuer: Issuer, kid: str | None) -> Any:
+def _jwks(issuer: Issuer, *, refetch: bool) -> dict[str, Any] | None:
+    """The cached set; a fresh one when there is none (or `refetch`) and the
+    issuer was not asked within the last minute; None when it may not be asked."""
     cache_key = f"jwks:{issuer.issuer}"
-    for attempt in range(2):
-        jwks = cache.get(cache_key) if attempt == 0 else None
-        if jwks is None:
-            jwks = _fetch_jwks(issuer)
-            cache.set(cache_key, jwks, settings.OIDC_JWKS_CACHE_SECONDS)
+    jwks = None if refetch else cache.get(cache_key)
+    if jwks is not None:
+        return jwks
+    if not cache.add(f"jwks-fetched:{issuer.issuer}", 1, REFETCH_SECONDS):
+        return None if refetch else cache.get(cache_key)
+    jwks = _fetch_jwks(issuer)
+    cache.set(cache_key, jwks, settings.OIDC_JWKS_CACHE_SECONDS)
+    return jwks
+
+
+def _find(jwks: dict[str, Any] | None, kid: str | None) -> Any:
+    if jwks is None:
+        return None
+    try:
         keys = jwt.PyJWKSet.from_dict(jwks).keys
-        for key in keys:
-            if kid is None or key.key_id == kid:
-                return key.key
-    raise Unauthorized(_("The token was signed with a key the identity provider does not publish."))
+    except jwt.PyJWTError:
+        return None
+    return next((key.key for key in keys if kid is None or key.key_id == kid), None)
 
 
-def verify(token: str, address: str) -> dict[str, Any]:
+def _signing_key(issuer: Issuer, kid: str | None) -> Any:
+    jwks = _jwks(issuer, refetch=False)
+    if jwks is None:
+        raise Unauthorized(
+            _("The identity provider's keys could not be fetched: %(error)s")
+            % {"error": _("the last attempt failed; try again in a minute")}
+        )
+    key = _find(jwks, kid) or _find(_jwks(issuer, refetch=True), kid)
+    if key is None:
+        raise Unauthorized(_("The token was signed with a key the identity provider does not publish."))
+    return key
+
+
+def verify(token: str, address: str, *, client: str = "") -> dict[str, Any]:
     """The token's claims, if it proves `address`; Unauthorized otherwise."""
+    if client and not ratelimit.allow(f"oidc-ip:{client}", settings.OIDC_RATE_PER_CLIENT):
+        raise RateLimited()
     try:
         header = jwt.get_unverified_header(token)
         unverified = jwt.decode(token, options={"verify_signature": False})
@@ -138,12 +172,13 @@ class TokenProof:
     """An Attester bearer token as proof of an address (keys.services.submission)."""
 
     token: str
+    client: str = ""
     validation: str = Binding.Validation.OIDC_VERIFIED
 
     def verify(self, address: str) -> None:
-        verify(self.token, address)
+        verify(self.token, address, client=self.client)
 
 
-def proof_from_header(authorization: str) -> TokenProof | None:
+def proof_from_header(authorization: str, *, client: str = "") -> TokenProof | None:
     token = bearer_token(authorization)
-    return TokenProof(token) if token else None
+    return TokenProof(token, client) if token else None

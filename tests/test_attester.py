@@ -327,3 +327,116 @@ def test_cors_preflight_allows_the_attester_headers(client):
     for header in ["Authorization", "api-version", "Content-Type"]:
         assert header in allowed
     assert response["Access-Control-Allow-Origin"] == "*"
+
+
+class JwksServer:
+    """A JWKS endpoint that misbehaves: `mode` "drip" sends one byte a second,
+    "404" answers not found. Counts the requests it gets."""
+
+    def __init__(self, mode: str) -> None:
+        self.requests = 0
+        server_self = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                server_self.requests += 1
+                if mode == "404":
+                    self.send_error(404)
+                    return
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", "1000")
+                self.end_headers()
+                for _ in range(60):
+                    try:
+                        self.wfile.write(b" ")
+                        self.wfile.flush()
+                    except OSError:
+                        return
+                    time.sleep(1)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
+        self.server.daemon_threads = True
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/jwks"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize("mode", ["drip", "404"])
+def test_a_dripping_or_404ing_jwks_is_a_401_and_is_not_asked_again_at_once(client, settings, user, mode):
+    jwks = JwksServer(mode)
+    settings.FEDERATION_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    settings.OIDC_JWKS_TIMEOUT = 2.0
+    settings.OIDC_ISSUERS = [{"issuer": ISSUER, "jwks_url": jwks.url, "audiences": [AUDIENCE]}]
+    token = jwt.encode(
+        {"iss": ISSUER, "aud": AUDIENCE, "email": "uma@example.org", "exp": int(time.time()) + 60},
+        rsa.generate_private_key(public_exponent=65537, key_size=2048),
+        algorithm="RS256",
+        headers={"kid": "k1"},
+    )
+    try:
+        started = time.monotonic()
+        first = post_pub(client, "uma@example.org", user[2], **bearer(token))
+        took = time.monotonic() - started
+        again = [post_pub(client, "uma@example.org", user[2], **bearer(token)) for _ in range(5)]
+    finally:
+        jwks.close()
+    assert first.status_code == 401, first.content
+    assert "could not be fetched" in first.json()["error"]["message"]
+    assert took < 4  # the outbound helper's total deadline, not the drip's minute
+    assert [r.status_code for r in again] == [401] * 5
+    assert "try again in a minute" in again[0].json()["error"]["message"]
+    assert jwks.requests == 1
+    assert not Key.objects.exists()
+
+
+def test_unknown_key_ids_fetch_the_jwks_at_most_once_a_minute(client, issuer, user, settings):
+    settings.OIDC_RATE_PER_CLIENT = "1000/60"
+    _gpg, _fpr, armored = user
+    assert (
+        post_pub(client, "uma@example.org", armored, **bearer(issuer.token("uma@example.org"))).status_code
+        == 200
+    )
+    assert issuer.requests == 1
+    statuses = []
+    for n in range(30):
+        forged = jwt.encode(
+            {"iss": ISSUER, "aud": AUDIENCE, "email": "uma@example.org", "exp": int(time.time()) + 60},
+            issuer.key,
+            algorithm="RS256",
+            headers={"kid": f"unknown-{n}"},
+        )
+        statuses.append(post_pub(client, "uma@example.org", armored, **bearer(forged)).status_code)
+    assert statuses == [401] * 30
+    # The first fetch's minute has not passed: not one more request reached the issuer.
+    assert issuer.requests == 1
+    # A minute later an unknown kid may fetch once (the issuer may have rotated).
+    from django.core.cache import cache
+
+    cache.delete(f"jwks-fetched:{ISSUER}")
+    for n in range(5):
+        forged = jwt.encode(
+            {"iss": ISSUER, "aud": AUDIENCE, "email": "uma@example.org", "exp": int(time.time()) + 60},
+            issuer.key,
+            algorithm="RS256",
+            headers={"kid": f"later-{n}"},
+        )
+        assert post_pub(client, "uma@example.org", armored, **bearer(forged)).status_code == 401
+    assert issuer.requests == 2
+
+
+def test_token_verifications_are_bounded_per_client(client, issuer, user, settings):
+    settings.OIDC_RATE_PER_CLIENT = "3/60"
+    settings.RATE_UPLOAD_PER_CLIENT = "1000/60"
+    _gpg, _fpr, armored = user
+    token = issuer.token("uma@example.org")
+    statuses = [post_pub(client, "uma@example.org", armored, **bearer(token)).status_code for _ in range(5)]
+    assert statuses == [200, 200, 200, 429, 429]
+    other = post_pub(client, "uma@example.org", armored, REMOTE_ADDR="192.0.2.9", **bearer(token))
+    assert other.status_code == 200

@@ -94,6 +94,51 @@ def test_a_huge_key_file_on_the_upload_page_is_a_413_before_it_is_read(client, s
     assert response["Content-Type"].startswith("text/html")
 
 
+def test_a_pasted_key_near_the_limit_on_the_upload_page_is_a_413_not_a_bare_400(settings):
+    """Below the declared-length cut but with a field over
+    DATA_UPLOAD_MAX_MEMORY_SIZE: the CSRF check would parse it first."""
+    from django.test import Client
+
+    settings.DATA_UPLOAD_MAX_MEMORY_SIZE = 10_000
+    browser = Client(enforce_csrf_checks=True)
+    browser.get("/upload")
+    token = browser.cookies["csrftoken"].value
+    response = browser.post("/upload", {"csrfmiddlewaretoken": token, "keytext": "A" * 30_000})
+    assert response.status_code == 413
+    assert response["Content-Type"].startswith("text/html")
+    assert "too large" in response.content.decode()
+    # A form of normal size still reaches the page (and its CSRF check).
+    small = browser.post("/upload", {"csrfmiddlewaretoken": token, "keytext": "garbage"})
+    assert small.status_code == 400  # the page's own error: a failed CSRF check is a 403
+
+
+@pytest.mark.parametrize(
+    "path",
+    ["/", "/search", "/search?q=nobody%40example.org", "/upload", "/manage", "/fingerprint", "/about/api"],
+)
+def test_pages_answer_head_like_get_without_a_body(client, path):
+    get = client.get(path)
+    head = client.head(path)
+    assert head.status_code == get.status_code == 200
+    assert head["Content-Type"] == get["Content-Type"]
+    assert head.content == b""
+
+
+def test_the_verify_and_manage_links_answer_head_without_using_the_token(client, cast, mailoutbox):
+    from keys.models import Binding
+
+    from .keyserver import Keyserver
+
+    ks = Keyserver(client, mailoutbox)
+    token = ks.upload(cast.alice.text).json()["token"]
+    ks.request_verify(token, [cast.alice.emails[0]])
+    link = ks.link(cast.alice.emails[0])
+    assert client.head(link).status_code == 200
+    assert client.post(link).status_code == 200  # still single use, still unused
+    assert Binding.objects.get(address=cast.alice.emails[0]).state == Binding.State.PUBLISHED
+    assert client.head("/manage/not-a-token").status_code in (400, 404)
+
+
 def test_a_key_too_large_after_dearmoring_is_a_413(client, cast, settings):
     settings.MAX_KEY_BYTES = 500
     response = client.post("/pks/add", {"keytext": cast.bob.text})

@@ -89,6 +89,16 @@ def drip(conn: socket.socket) -> None:
         time.sleep(1)
 
 
+def drip_closing(conn: socket.socket) -> None:
+    """Like drip, as an HTTP/1.0 answer ending with the connection (the
+    client library then hands the socket to the response)."""
+    _read_request(conn)
+    conn.sendall(b"HTTP/1.0 200 OK\r\nConnection: close\r\nContent-Length: 100000\r\n\r\n")
+    for _ in range(60):
+        conn.sendall(b"x")
+        time.sleep(1)
+
+
 def drip_headers(conn: socket.socket) -> None:
     _read_request(conn)
     for byte in b"HTTP/1.1 200 OK\r\nX-Slow: " + b"y" * 60:

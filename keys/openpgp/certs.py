@@ -48,6 +48,7 @@ class UserIdInfo:
     valid: bool
     revoked: bool
     reason: str  # why it is not valid; empty when valid
+    stored: bool = True  # False: refused outright (control characters), not kept
 
 
 @dataclass
@@ -111,6 +112,21 @@ class CertInfo:
 
 def uid_text(body: bytes) -> str:
     return body.decode("utf-8", errors="replace")
+
+
+# C0 and C1 control characters and DEL. NUL cannot be stored as text by
+# PostgreSQL at all; the others break line-based formats (HKP's machine
+# readable index, mail headers) and terminals. No real user ID needs them.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def has_control_characters(value: str) -> bool:
+    return _CONTROL.search(value) is not None
+
+
+def printable_uid(value: str) -> str:
+    """The user ID with each control character shown as U+FFFD."""
+    return _CONTROL.sub("\ufffd", value)
 
 
 def uid_address(value: str) -> str | None:
@@ -186,6 +202,13 @@ class _Reader:
         newest = _newest(strong or certs, 1)[0][1]
         revoked = any((r[1].created or self.created) >= (newest.created or self.created) for r in revs)
         value = uid_text(pkt.body)
+        if has_control_characters(value):
+            reason = _(
+                "This user ID contains control characters (such as a NUL byte) and is not kept. "
+                "Add it again without them."
+            )
+            self.user_ids.append(UserIdInfo(printable_uid(value), None, False, revoked, reason, stored=False))
+            return None
         email = uid_address(value)
         reason = self._reason(newest, weak=not strong, revoked=revoked, email=email)
         if strong and not revoked:

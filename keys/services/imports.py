@@ -40,8 +40,15 @@ class ImportResult:
     rejected: list[str]
 
 
-def problems(info: openpgp.CertInfo) -> list[tuple[str, str]]:
-    return [(u.value, u.reason) for u in info.user_ids if not u.valid and not u.revoked and "@" in u.value]
+def problems(info: openpgp.CertInfo, uploaded: openpgp.CertInfo | None = None) -> list[tuple[str, str]]:
+    """User IDs that cannot be published, with the reason: those of the
+    stored result, and those of the upload refused outright (not kept, so
+    absent from the result)."""
+    refused = [(u.value, u.reason) for u in (uploaded or info).user_ids if not u.stored]
+    unusable = [
+        (u.value, u.reason) for u in info.user_ids if not u.valid and not u.revoked and "@" in u.value
+    ]
+    return list(dict.fromkeys(refused + unusable))
 
 
 def import_keys(
@@ -178,7 +185,7 @@ def _store(
             Event.objects.record("key_created", key=key, actor=actor, detail=origin)
         elif changed:
             Event.objects.record("key_updated", key=key, actor=actor)
-    return KeyResult(key, created, changed, problems(info))
+    return KeyResult(key, created, changed, problems(info, cert))
 
 
 def _schedule_first_refresh(key: Key) -> None:

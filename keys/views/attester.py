@@ -28,7 +28,7 @@ MAX_LOOKUPS = 50
 
 
 def _proof(request: HttpRequest) -> oidc.TokenProof | None:
-    return oidc.proof_from_header(request.META.get("HTTP_AUTHORIZATION", ""))
+    return oidc.proof_from_header(request.META.get("HTTP_AUTHORIZATION", ""), client=client_ip(request))
 
 
 def _pubkey(data: dict[str, Any]) -> bytes:

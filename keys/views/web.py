@@ -7,7 +7,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils.translation import get_language
 from django.utils.translation import gettext as _
-from django.views.decorators.http import require_GET, require_http_methods, require_POST, require_safe
+from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
 from federation import serve
 
@@ -19,12 +19,12 @@ from ..services import submission, verification
 from .http import address_status, client_ip
 
 
-@require_GET
+@require_safe
 def index(request: HttpRequest) -> HttpResponse:
     return render(request, "index.html")
 
 
-@require_GET
+@require_safe
 def search(request: HttpRequest) -> HttpResponse:
     text = request.GET.get("q", "").strip()
     if not text:
@@ -53,9 +53,9 @@ def _upload_body(request: HttpRequest) -> bytes:
     return data
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def upload(request: HttpRequest) -> HttpResponse:
-    if request.method == "GET":
+    if request.method != "POST":
         return render(request, "upload.html")
     client = client_ip(request)
     submission.check_rate(client)
@@ -98,10 +98,10 @@ def request_verify(request: HttpRequest) -> HttpResponse:
     )
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def verify(request: HttpRequest, token: str) -> HttpResponse:
     """GET only shows a button (mail scanners prefetch links); POST publishes."""
-    if request.method == "GET":
+    if request.method != "POST":
         target = verification.verification_target(token)
         return render(
             request,
@@ -120,17 +120,17 @@ def verify(request: HttpRequest, token: str) -> HttpResponse:
     )
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def manage(request: HttpRequest) -> HttpResponse:
     """Ask for a management link; the answer is the same for every address."""
-    if request.method == "GET":
+    if request.method != "POST":
         return render(request, "manage.html")
     address = normalize_email(request.POST.get("email", ""))
     owner.request_manage_link(address, client=client_ip(request), locale=get_language() or "")
     return render(request, "manage_sent.html", {"address": address})
 
 
-@require_http_methods(["GET", "POST"])
+@require_http_methods(["GET", "HEAD", "POST"])
 def manage_key(request: HttpRequest, token: str) -> HttpResponse:
     """The owner's page: unpublish an address, or remove the whole key."""
     actor = f"owner {client_ip(request)}"

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run serve test lint format install migrate clean bench bench-refresh bench-hkp bench-scale
+.PHONY: run serve test lint format install migrate clean bench bench-refresh bench-hkp bench-scale bench-outage
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -69,3 +69,8 @@ bench-scale: $(STAMP)
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache
+
+# PostgreSQL, Redis and the worker restarted under load on a stack of its own:
+# failed requests, recovery time, mails lost (see docs/operations.md).
+bench-outage: $(STAMP)
+	$(BIN)/python bench/outage.py

@@ -6,6 +6,7 @@ as the cache; Celery tasks run eagerly unless a test starts a real worker.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import shutil
@@ -115,11 +116,14 @@ class SmtpSink:
 
         self.messages: list[Message] = []
         self.fail_next = 0
+        self.delay = 0.0  # seconds each message takes to accept, as a slow relay
         self._lock = threading.Lock()
         sink = self
 
         class Handler:
             async def handle_DATA(self, server, session, envelope):
+                if sink.delay:
+                    await asyncio.sleep(sink.delay)
                 with sink._lock:
                     if sink.fail_next > 0:
                         sink.fail_next -= 1

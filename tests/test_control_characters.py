@@ -4,36 +4,17 @@ stored changed."""
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 
 from keys.models import Binding, Event, Key, Source
 
 from . import upstreams
+from .certs import make_cert, with_user_ids
 from .keyserver import Keyserver
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 NUL_UID = "Nul\x00 Byte <nul@example.org>"
-
-
-def sequoia_cert(*uids: str):
-    """A fresh certificate with these user IDs (gpg refuses to make them)."""
-    import pysequoia
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        cert = pysequoia.Cert.generate(uids[0])
-    return with_user_ids(cert, *uids[1:])
-
-
-def with_user_ids(cert, *uids: str):
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        for uid in uids:
-            cert = cert.add_user_id(uid, cert.secrets.certifier())
-    return cert
 
 
 def armored(cert) -> str:
@@ -69,7 +50,7 @@ def ks(client, mailoutbox) -> Keyserver:
 
 @pytest.mark.parametrize("path", PATHS)
 def test_a_key_whose_only_user_id_has_a_nul_is_answered_with_the_reason(client, path):
-    cert = sequoia_cert(NUL_UID)
+    cert = make_cert(NUL_UID)
     response = upload_on(path, client, armored(cert))
     assert response.status_code < 500, response.content
     text = response.content.decode()
@@ -83,7 +64,7 @@ def test_a_key_whose_only_user_id_has_a_nul_is_answered_with_the_reason(client, 
 
 @pytest.mark.parametrize("path", PATHS)
 def test_a_published_key_uploaded_again_with_a_nul_user_id_keeps_what_is_published(ks, client, path):
-    cert = sequoia_cert("Nora <nul@example.org>")
+    cert = make_cert("Nora <nul@example.org>")
     ks.publish(armored(cert), "nul@example.org")
     before = Key.objects.get()
     published = (bytes(before.published), list(before.published_user_ids))
@@ -103,7 +84,7 @@ def test_a_published_key_uploaded_again_with_a_nul_user_id_keeps_what_is_publish
 
 
 def test_a_key_with_a_clean_and_a_nul_user_id_for_one_address_publishes_the_clean_one(ks):
-    cert = sequoia_cert("Nora <nul@example.org>", NUL_UID, "Bell\x07 <bell@example.org>")
+    cert = make_cert("Nora <nul@example.org>", NUL_UID, "Bell\x07 <bell@example.org>")
     answer = ks.upload(armored(cert)).json()
     assert answer["status"] == {"nul@example.org": "unpublished"}  # bell's only user ID is refused
     ks.request_verify(answer["token"], ["nul@example.org"])
@@ -114,7 +95,7 @@ def test_a_key_with_a_clean_and_a_nul_user_id_for_one_address_publishes_the_clea
 
 def test_an_upstream_answer_with_a_nul_user_id_is_served_without_it_and_asked_once(ks, serve_raw, settings):
     settings.FEDERATION_ALLOWED_NETWORKS = ["127.0.0.0/8"]
-    cert = sequoia_cert("Nora <nul@example.org>", NUL_UID)
+    cert = make_cert("Nora <nul@example.org>", NUL_UID)
     upstream = serve_raw(upstreams.answer(200, armored(cert).encode(), "application/pgp-keys"))
     Source.objects.create(name="peer", kind="hkp", url=upstream.url, order=10, timeout=2.0)
     answers = [ks.hkp_get("nul@example.org") for _ in range(3)]
@@ -126,9 +107,7 @@ def test_an_upstream_answer_with_a_nul_user_id_is_served_without_it_and_asked_on
 
 def test_an_upstream_answer_whose_only_user_id_has_a_nul_is_a_miss_not_a_500(ks, serve_raw, settings):
     settings.FEDERATION_ALLOWED_NETWORKS = ["127.0.0.0/8"]
-    upstream = serve_raw(
-        upstreams.answer(200, armored(sequoia_cert(NUL_UID)).encode(), "application/pgp-keys")
-    )
+    upstream = serve_raw(upstreams.answer(200, armored(make_cert(NUL_UID)).encode(), "application/pgp-keys"))
     Source.objects.create(name="peer", kind="hkp", url=upstream.url, order=10, timeout=2.0)
     statuses = [ks.hkp_get("nul@example.org").status for _ in range(3)]
     assert statuses == [404, 404, 404]

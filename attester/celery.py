@@ -7,10 +7,13 @@ without a broker, `make run` runs the same schedule in-process
 """
 
 import os
+from typing import Any
 
 from celery import Celery
-from celery.signals import worker_ready
+from celery.signals import before_task_publish, task_postrun, task_prerun, worker_ready
 from django.conf import settings
+
+from keys import logs
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "attester.settings")
 
@@ -49,3 +52,29 @@ def _sweep_on_start(**kwargs: object) -> None:
     """A worker that starts (after a crash, after Redis lost its queue)
     delivers what is waiting at once, not at the next beat."""
     app.send_task("keys.tasks.sweep_outbox")
+
+
+# Log lines of a task carry its id, and the id of the request that queued it.
+@before_task_publish.connect
+def _carry_request_id(headers: dict[str, Any] | None = None, **kwargs: object) -> None:
+    if headers is not None and logs.request_id.get():
+        headers["request_id"] = logs.request_id.get()
+
+
+_entered: dict[str, tuple[Any, Any]] = {}
+
+
+@task_prerun.connect
+def _enter_task(task_id: str = "", task: Any = None, **kwargs: object) -> None:
+    origin = getattr(task.request, "request_id", None) if task is not None else None
+    # Eager tasks run inside a request: its id stays (and comes back after).
+    rid = origin if isinstance(origin, str) else logs.request_id.get()
+    _entered[task_id] = (logs.task_id.set(task_id), logs.request_id.set(rid))
+
+
+@task_postrun.connect
+def _leave_task(task_id: str = "", **kwargs: object) -> None:
+    tokens = _entered.pop(task_id, None)
+    if tokens is not None:
+        logs.task_id.reset(tokens[0])
+        logs.request_id.reset(tokens[1])

@@ -14,6 +14,8 @@ from pathlib import Path
 
 import environ
 
+from keys.logs import init_sentry, logging_config
+
 # pysequoia attaches a full Rust backtrace to every error when this is 1: it
 # costs time and memory and must never reach a user. Set here, once, before
 # anything can call into the OpenPGP library.
@@ -92,6 +94,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "keys.views.observe.RequestMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "keys.views.http.ProtocolMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -326,12 +329,26 @@ X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE = SITE_URL.startswith("https://")
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env.str("LOG_LEVEL", default="INFO")},
-    "loggers": {
-        "django.request": {"level": "ERROR"},
-    },
-}
+# Logs (keys/logs.py): one line per event with the request id, JSON with
+# LOG_FORMAT=json; tokens, keys and secrets never reach a line.
+LOGGING = logging_config(
+    level=env.str("LOG_LEVEL", default="INFO"),
+    json_lines=env.str("LOG_FORMAT", default="text") == "json",
+    access=env.bool("ACCESS_LOG", default=True),
+)
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
+# Metrics (keys/metrics.py, /metrics): every process of this machine writes
+# its counters under PROMETHEUS_MULTIPROC_DIR (wiped by `manage.py serve`
+# when the server starts); /metrics answers only METRICS_ALLOWED_NETWORKS.
+PROMETHEUS_MULTIPROC_DIR = env.str("PROMETHEUS_MULTIPROC_DIR", default=str(VAR_DIR / "metrics"))
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = PROMETHEUS_MULTIPROC_DIR
+Path(PROMETHEUS_MULTIPROC_DIR).mkdir(parents=True, exist_ok=True)
+METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.0/8", "::1/128"])
+# op=stats and the gauges of /metrics: counted at most this often.
+STATS_SECONDS = env.int("STATS_SECONDS", default=300)
+
+# Errors to Sentry when SENTRY_DSN is set (no personal data is sent).
+SENTRY_DSN = env.str("SENTRY_DSN", default="")
+if SENTRY_DSN:
+    init_sentry(SENTRY_DSN, environment=env.str("SENTRY_ENVIRONMENT", default="production"))

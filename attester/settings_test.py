@@ -9,6 +9,8 @@ os.environ.setdefault("CELERY_TASK_ALWAYS_EAGER", "true")
 os.environ.setdefault("SITE_URL", "http://testserver")
 # The published file tree of the test process: a scratch directory, never var/.
 os.environ.setdefault("PUBLISH_DIR", tempfile.mkdtemp(prefix="ks-public-"))
+# The metrics files of the test process: a scratch directory too.
+os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="ks-metrics-"))
 
 from .settings import *  # noqa: F403
 

@@ -3,7 +3,7 @@
 from django.contrib import admin
 from django.urls import include, path, re_path
 
-from keys.views import attester, health, hkp, ldap, vks, web, wkd
+from keys.views import attester, health, hkp, ldap, metrics, vks, web, wkd
 
 urlpatterns = [
     path("pks/lookup", hkp.lookup, name="hkp-lookup"),
@@ -52,6 +52,7 @@ urlpatterns = [
     path("about/privacy", web.about_privacy, name="about-privacy"),
     path("healthz", health.healthz, name="healthz"),
     path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("i18n/", include("django.conf.urls.i18n")),
     path("admin/", admin.site.urls),
 ]

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from django.conf import settings
 from django.db import connection, transaction
 
-from keys import clock, openpgp, ratelimit
+from keys import clock, metrics, openpgp, ratelimit
 from keys.errors import KeyserverError
 from keys.identifiers import Query
 from keys.models import Binding, Event, Key, Origin, Source
@@ -90,6 +90,13 @@ def sources_for(key: Key) -> list[Source]:
 
 def refresh_key(key_id: int, *, dry_run: bool = False) -> Refreshed:
     """Refresh one key from its source and schedule the next time."""
+    done = _refresh_key(key_id, dry_run=dry_run)
+    if not dry_run:
+        metrics.REFRESHES.labels(metrics.refresh_outcome(done.result)).inc()
+    return done
+
+
+def _refresh_key(key_id: int, *, dry_run: bool) -> Refreshed:
     key = Key.objects.select_related("source").get(pk=key_id)
     now = clock.now()
     was_revoked = key.revoked

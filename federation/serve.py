@@ -12,9 +12,9 @@ from __future__ import annotations
 from datetime import datetime
 
 from keys.identifiers import Query
-from keys.models import Binding, Key
 from keys.services import answers
 from keys.services.answers import Served, armored, first_published, modified, with_user_ids
+from keys.services.stats import store_counts
 
 from .fallback import fallback
 
@@ -55,5 +55,5 @@ def wkd(domain: str, wkd_hash: str) -> tuple[bytes, datetime | None]:
 
 
 def stats() -> dict[str, int]:
-    """HKP op=stats."""
-    return {**Key.objects.counts(), "published_addresses": Binding.objects.published_count()}
+    """HKP op=stats: the store's size as last counted (keys.services.stats)."""
+    return store_counts()

@@ -86,3 +86,8 @@ class Unavailable(KeyserverError):
     status = 503
     retry_after = 30
     default_message = _("The keyserver cannot answer this right now. Please try again in a minute.")
+
+
+class Forbidden(KeyserverError):
+    status = 403
+    default_message = _("This is not available from your address.")

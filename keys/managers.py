@@ -189,6 +189,12 @@ class OutboxMailManager(models.Manager["OutboxMail"]):
         rows = self.filter(address=address, kind__in=list(kinds), created__gte=since)
         return rows.filter(state__in=["queued", "sent"]).count()
 
+    def queue_summary(self) -> tuple[int, datetime | None]:
+        """Queued mails and when the oldest was queued (the partial index on
+        queued rows keeps this cheap however many were sent)."""
+        summary = self.filter(state="queued").aggregate(n=models.Count("id"), oldest=models.Min("created"))
+        return summary["n"], summary["oldest"]
+
     def outstanding_for(self, binding_id: int) -> bool:
         """A confirmation mail of this binding is queued or was sent."""
         return self.filter(binding_id=binding_id, kind="verify", state__in=["queued", "sent"]).exists()

@@ -11,6 +11,7 @@ import contextlib
 
 from django.core.cache import cache, caches
 
+from . import metrics
 from .cache import ResilientRedisCache
 
 
@@ -21,6 +22,13 @@ def parse_rate(rate: str) -> tuple[int, int]:
 
 def allow(bucket: str, rate: str) -> bool:
     """Count one call; True while the bucket is within its limit."""
+    allowed = _count(bucket, rate)
+    if not allowed:
+        metrics.RATE_LIMITED.labels(bucket.split(":", 1)[0]).inc()
+    return allowed
+
+
+def _count(bucket: str, rate: str) -> bool:
     limit, window = parse_rate(rate)
     key = f"rl:{bucket}"
     count = _redis_count(key, window)

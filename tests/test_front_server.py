@@ -66,6 +66,8 @@ def publish(front: Front, smtp, armored: bytes, address: str) -> str:
 def shape(response: requests.Response) -> tuple[int, bytes, dict[str, str]]:
     """Status, body and headers; a page's CSRF token and cookie as placeholders."""
     headers = {k.lower(): v for k, v in response.headers.items() if k.lower() not in IGNORED}
+    # A fresh id per request, from nginx ($request_id) or the application alike.
+    assert re.fullmatch(r"[0-9a-f]{32}", headers.pop("x-request-id", "")), response.url
     if "set-cookie" in headers:
         # The token is random and its expiry a date to the second: two requests may straddle one.
         cookie = re.sub(r"csrftoken=[^;]+", "csrftoken=TOKEN", headers["set-cookie"])

@@ -77,6 +77,7 @@ def answer(client: Client, method: str, path: str, extra: dict):
     response = getattr(client, method)(path, **kwargs, **extra)
     body = re.sub(rb'name="csrfmiddlewaretoken" value="[^"]+"', b"CSRF", response.content)
     headers = dict(response.headers)
+    assert len(headers.pop("X-Request-ID")) == 32  # a fresh id each time
     cookie = response.cookies.get(django_settings.CSRF_COOKIE_NAME)
     if cookie is not None:
         headers["csrf cookie"] = "set" if cookie.value else "unset"

@@ -241,6 +241,7 @@ function M.missing(messages)
   ngx.header["X-Content-Type-Options"] = "nosniff"
   ngx.header["Referrer-Policy"] = "same-origin"
   ngx.header["Cross-Origin-Opener-Policy"] = "same-origin"
+  ngx.header["X-Request-ID"] = ngx.var.request_id
   ngx.print(body)
   return ngx.exit(404)
 end

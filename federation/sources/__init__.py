@@ -7,6 +7,7 @@ it is missing, a stand-in says so on every fetch.
 
 from __future__ import annotations
 
+from keys import metrics
 from keys.identifiers import Query
 from keys.models import Source
 
@@ -30,7 +31,20 @@ class LdapUnavailable(Upstream):
 
 
 def upstream_for(row: Source) -> Upstream:
-    """The source object for a configured row."""
+    """The source object for a configured row; each fetch is counted and
+    timed (keys.metrics) whoever asks: lookups, refresh, checks."""
+    upstream = _kind(row)
+    fetch = upstream.fetch
+
+    def measured(query: Query) -> list[bytes]:
+        with metrics.upstream_request(row.name):
+            return fetch(query)
+
+    upstream.fetch = measured  # type: ignore[method-assign]
+    return upstream
+
+
+def _kind(row: Source) -> Upstream:
     if row.kind == Source.Kind.HKP:
         return HkpUpstream(row)
     if row.kind == Source.Kind.VKS:

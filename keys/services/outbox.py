@@ -30,7 +30,7 @@ from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import DatabaseError, connection, transaction
 
-from .. import clock, degraded
+from .. import clock, degraded, metrics
 from ..models import Binding, Event, OutboxMail, VerificationToken
 from . import mail, publication
 
@@ -57,6 +57,7 @@ def enqueue(kind: str, address: str, *, binding: Binding | None = None, **params
         deadline=now + timedelta(hours=settings.MAIL_RETRY_HOURS),
     )
     transaction.on_commit(partial(wake, row.pk), robust=True)
+    metrics.MAILS.labels("queued", kind).inc()
     return row
 
 
@@ -94,13 +95,14 @@ def deliver(pk: int) -> str:
     row, message, made = claimed
     if message is None:
         _record(row, state=State.CANCELLED, last_error="no longer needed")
-        return row.state
-    try:
-        message.send()
-    except Exception as exc:  # SMTP, DNS, a refused address: all retried
-        _record(row, error=exc, tokens=made)
     else:
-        _record(row, state=State.SENT, sent_at=clock.now(), last_error="")
+        try:
+            message.send()
+        except Exception as exc:  # SMTP, DNS, a refused address: all retried
+            _record(row, error=exc, tokens=made)
+        else:
+            _record(row, state=State.SENT, sent_at=clock.now(), last_error="")
+    metrics.MAILS.labels("retry" if row.state == State.QUEUED else row.state, row.kind).inc()
     return row.state
 
 

@@ -24,8 +24,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils.translation import gettext as _
 
-from .. import openpgp, ratelimit
-from ..errors import InvalidKey, RateLimited
+from .. import metrics, openpgp, ratelimit
+from ..errors import InvalidKey, KeyserverError, RateLimited
 from ..models import Binding, Key
 from . import imports, verification
 from .limits import limits
@@ -61,7 +61,7 @@ def store(
 ) -> imports.ImportResult:
     """Steps 2 and 3 of `submit`, for a caller that checked the limit and read
     the body itself (the upload page renders their errors differently)."""
-    result = imports.import_keys(data, actor=actor)
+    result = counted_import(data, actor=actor)
     if mail_unconfirmed:
         for item in result.keys:
             item.states = Binding.objects.states(item.key)
@@ -70,6 +70,28 @@ def store(
                 verification.request_verification(item.key, addresses, client=client, locale=locale)
                 item.states = Binding.objects.states(item.key)
     return result
+
+
+def counted_import(data: bytes, *, actor: str) -> imports.ImportResult:
+    """The one import service, with its outcome counted (keys.metrics)."""
+    try:
+        result = imports.import_keys(data, actor=actor)
+    except KeyserverError as exc:
+        _refused(exc)
+        raise
+    for item in result.keys:
+        metrics.UPLOADS.labels(
+            "accepted" if item.created else "merged" if item.changed else "unchanged"
+        ).inc()
+    for _reason in result.rejected:
+        metrics.UPLOADS.labels("refused").inc()
+        metrics.REFUSED.labels("part of a keyring").inc()
+    return result
+
+
+def _refused(error: KeyserverError) -> None:
+    metrics.UPLOADS.labels("refused").inc()
+    metrics.REFUSED.labels(type(error).__name__).inc()
 
 
 def unconfirmed(states: list[tuple[str, str, bool]]) -> list[str]:
@@ -125,9 +147,13 @@ def submit_for_address(
     address, data = body()
     if proof is not None:
         proof.verify(address)
-    cert = cert_for(address, data)
+    try:
+        cert = cert_for(address, data)
+    except KeyserverError as exc:
+        _refused(exc)
+        raise
     actor = f"attester {client}"
-    key = imports.import_keys(cert.data, actor=actor).keys[0].key
+    key = counted_import(cert.data, actor=actor).keys[0].key
     if proof is not None:
         verification.publish_proven(key, address, proof.validation, actor=actor, replace=True)
         return address, Outcome.PUBLISHED

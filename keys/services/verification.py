@@ -13,7 +13,7 @@ from django.conf import settings
 from django.db import transaction
 from django.utils.translation import gettext as _
 
-from .. import clock, ratelimit
+from .. import clock, metrics, ratelimit
 from ..errors import InvalidKey, InvalidToken, RateLimited
 from ..models import Binding, Event, Key, OutboxMail, PolicyBlock, Source, VerificationToken
 from . import outbox, publication, tokens
@@ -112,6 +112,7 @@ def confirm(plain: str, *, actor: str = "") -> Binding:
             publication.publish(key, binding, Validation.EMAIL_CONFIRMED, actor=actor or "email")
             if token.replace:
                 replace_others(binding.address, keep=key, actor=actor or "email")
+    metrics.CONFIRMATIONS.inc()
     return binding
 
 

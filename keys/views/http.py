@@ -149,16 +149,16 @@ def client_ip(request: HttpRequest) -> str:
     """The client's address; X-Forwarded-For is believed only from trusted proxies."""
     remote = request.META.get("REMOTE_ADDR", "") or "unknown"
     trusted = settings.TRUSTED_PROXIES
-    if not trusted or not _in(remote, trusted):
+    if not trusted or not in_networks(remote, trusted):
         return remote
     hops = [h.strip() for h in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if h.strip()]
     for hop in reversed(hops):
-        if not _in(hop, trusted):
+        if not in_networks(hop, trusted):
             return hop
     return remote
 
 
-def _in(address: str, networks: list[str]) -> bool:
+def in_networks(address: str, networks: list[str]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:
@@ -322,6 +322,7 @@ class ProtocolMiddleware:
             match = resolve(request.path_info)
         except Resolver404:
             return self._whole_stack(request)
+        request.resolver_match = match
         if request.method not in ("GET", "HEAD") and not getattr(match.func, "csrf_exempt", False):
             return self._whole_stack(request)
         try:

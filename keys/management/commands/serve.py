@@ -24,6 +24,7 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import translation
 
+from keys import metrics
 from keys.errors import NotFound
 
 DEPLOY = Path(settings.BASE_DIR) / "deploy" / "nginx"
@@ -136,6 +137,7 @@ class Command(BaseCommand):
     def _start(self, nginx: str, run_dir: Path, conf: Path, app: str, workers: int) -> list[subprocess.Popen]:
         python = sys.executable
         host, port = app.rsplit(":", 1)
+        metrics.clear_files(settings.PROMETHEUS_MULTIPROC_DIR)
         # granian (WSGI): measured against gunicorn's sync workers, the same
         # lookup costs a third less CPU (docs/performance.md).
         granian = [

@@ -59,7 +59,8 @@ class Restored:
     blocks_present: int = 0
     sources: int = 0
     sources_present: int = 0
-    refused: Counter[str] = field(default_factory=Counter)
+    refused_keys: int = 0
+    refused: Counter[str] = field(default_factory=Counter)  # reason: lines refused
     complete: bool = False  # the end line was read
 
 
@@ -130,6 +131,14 @@ def _store_new(record: dict[str, Any], fingerprint: str, data: bytes, sources: d
 
 def _key(record: dict[str, Any], done: Restored, sources: dict[str, int]) -> None:
     done.read += 1
+    try:
+        _one_key(record, done, sources)
+    except (KeyserverError, ValueError, TypeError):
+        done.refused_keys += 1
+        raise
+
+
+def _one_key(record: dict[str, Any], done: Restored, sources: dict[str, int]) -> None:
     fingerprint, data = _key_data(record)
     stored = Key.objects.filter(fingerprint=fingerprint).only("id", "data").first()
     if stored is None:

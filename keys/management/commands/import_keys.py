@@ -67,7 +67,7 @@ class Command(BaseCommand):
         kept = restored.stored + restored.merged + restored.present + restored.blocks + restored.sources
         kept += tally.counts["imported"] + tally.counts["merged"] + tally.counts["unchanged"]
         kept += restored.blocks_present + restored.sources_present
-        if not kept:
+        if not kept and (restored.refused or tally.reasons):
             raise CommandError("nothing could be imported (the reasons are above)")
         if dumps and not restored.complete:
             raise CommandError("the JSON dump ends early (no end line): it is incomplete")
@@ -119,7 +119,7 @@ class Command(BaseCommand):
         stored = restored.stored + counts["imported"]
         merged = restored.merged + counts["merged"]
         present = restored.present + counts["unchanged"]
-        refused = sum(restored.refused.values()) + counts["rejected"]
+        refused = restored.refused_keys + counts["rejected"]
         self.stdout.write(
             f"keys read {read}: stored {stored}, merged {merged}, already there {present}, refused {refused}"
         )
@@ -131,7 +131,9 @@ class Command(BaseCommand):
             )
         for reason, n in (restored.refused + tally.reasons).most_common():
             self.stdout.write(f"  refused {n}: {reason}")
-        if present and not stored and not merged:
+        if not read and not restored.refused and not tally.reasons:
+            self.stdout.write("nothing to read: with --resume, the last run finished these files")
+        elif present and not stored and not merged:
             self.stdout.write("nothing new: every key read was already stored (an earlier run imported it)")
         elif present:
             self.stdout.write(f"resumed: {present} keys were already stored and were skipped")

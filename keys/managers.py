@@ -71,6 +71,17 @@ class KeyManager(models.Manager["Key"]):
     def counts(self) -> dict[str, int]:
         return {"keys": self.filter(blocked=False).count()}
 
+    def exportable(self) -> QuerySet[Key]:
+        """The keys a published keyring holds (`manage.py export_keys`): served
+        by id with an address published, or revoked; oldest first."""
+        rows = self.filter(SERVED_BY_ID).exclude(published_armor="")
+        chosen = rows.filter(Q(bindings__state=PUBLISHED) | Q(revoked=True)).values("pk")
+        return self.filter(pk__in=chosen).only("id", "published").order_by("id")
+
+    def for_dump(self) -> QuerySet[Key]:
+        """Every stored key with its source and bindings, oldest first (the JSON dump)."""
+        return self.select_related("source").prefetch_related("bindings").order_by("id")
+
     def never_confirmed(self, cutoff: datetime) -> QuerySet[Key]:
         """Uploads older than `cutoff` whose addresses nobody ever confirmed."""
         rows = self.filter(origin="upload", first_seen__lte=cutoff, blocked=False)
@@ -130,6 +141,9 @@ class PolicyBlockManager(models.Manager["PolicyBlock"]):
 
     def blocked_fingerprints(self, fingerprints: Iterable[str]) -> set[str]:
         return set(self.filter(fingerprint__in=list(fingerprints)).values_list("fingerprint", flat=True))
+
+    def for_dump(self) -> QuerySet[PolicyBlock]:
+        return self.order_by("id")
 
     def blocked_addresses(self, addresses: Iterable[str]) -> set[str]:
         """The addresses of `addresses` that a pattern removes from distribution."""
@@ -240,6 +254,9 @@ class SourceManager(models.Manager["Source"]):
             cached = (now, list(self.filter(enabled=True).order_by("order", "name")))
             SourceManager._enabled = cached
         return [copy.copy(source) for source in cached[1]]
+
+    def for_dump(self) -> QuerySet[Source]:
+        return self.order_by("id")
 
     @staticmethod
     def forget(**_kwargs: object) -> None:

@@ -12,6 +12,8 @@ never parse OpenPGP and never see a half-made change.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 
 from .. import clock, openpgp
 from ..identifiers import domain_of, wkd_hash
@@ -216,6 +218,54 @@ def remove_key(key: Key, *, actor: str, reason: str) -> None:
         _move(key, binding, State.REMOVED_BY_POLICY, actor=actor, event=None)
     rebuild(key)
     Event.objects.record("key_removed_by_policy", key=key, actor=actor, detail=reason)
+
+
+@dataclass(frozen=True)
+class RestoredBinding:
+    """One address of a key as a dump (keys.services.restore) recorded it."""
+
+    address: str
+    state: str
+    validation: str = ""
+    pending_since: datetime | None = None
+    verified_at: datetime | None = None
+    last_audited_at: datetime | None = None
+    created: datetime | None = None
+    updated: datetime | None = None
+
+
+def restore(key: Key, bindings: Iterable[RestoredBinding], *, blocked: bool, actor: str) -> None:
+    """Give a key just stored from a dump the removal and the binding states
+    it had where the dump was written, exactly, and rebuild its answers.
+
+    The restore of a backup, not a decision: one event for the key, and the
+    bindings keep their timestamps (written after the rebuild, which would
+    stamp them anew).
+    """
+    if key.blocked != blocked:
+        key.blocked = blocked
+        key.save(update_fields=["blocked", "updated"])
+    have = {b.address: b for b in key.bindings.all()}
+    stamps: dict[int, dict[str, datetime]] = {}
+    for item in bindings:
+        binding = have.get(item.address) or Binding(
+            key=key, address=item.address, domain=domain_of(item.address), wkd_hash=wkd_hash(item.address)
+        )
+        binding.state = item.state
+        binding.validation = item.validation
+        binding.pending_since = item.pending_since
+        binding.verified_at = item.verified_at
+        binding.last_audited_at = item.last_audited_at
+        binding.save()
+        have[item.address] = binding
+        stamps[binding.pk] = {
+            name: value for name, value in (("created", item.created), ("updated", item.updated)) if value
+        }
+    Event.objects.record("key_restored", key=key, actor=actor, detail="dump")
+    rebuild(key)
+    for pk, values in stamps.items():
+        if values:
+            Binding.objects.filter(pk=pk).update(**values)
 
 
 # -- the precomputed answers ---------------------------------------------------------

@@ -363,6 +363,8 @@ class ProtocolMiddleware:
             return error_response(request, KeyTooLarge())
         try:
             response: HttpResponse = match.func(request, *match.args, **match.kwargs)
+            if callable(getattr(response, "render", None)):
+                response.render()  # type: ignore[attr-defined]  # a DRF Response, as Django's handler does
         except RequestDataTooBig:
             return error_response(request, KeyTooLarge())
         except KeyserverError as error:

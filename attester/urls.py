@@ -11,7 +11,8 @@ urlpatterns = [
     path("pks/add", hkp.add, name="hkp-add"),
     path("vks/v1/by-fingerprint/<str:fpr>", vks.ByFingerprint.as_view(), name="vks-by-fingerprint"),
     path("vks/v1/by-keyid/<str:keyid>", vks.ByKeyid.as_view(), name="vks-by-keyid"),
-    re_path(r"^vks/v1/by-email/(?P<email>.+)$", vks.ByEmail.as_view(), name="vks-by-email"),
+    # Any characters, a newline too: a malformed address is the VKS 400, not Django's 404 page.
+    re_path(r"^vks/v1/by-email/(?P<email>[\s\S]+)\Z", vks.ByEmail.as_view(), name="vks-by-email"),
     path("vks/v1/upload", vks.Upload.as_view(), name="vks-upload"),
     path("vks/v1/request-verify", vks.RequestVerify.as_view(), name="vks-request-verify"),
     # WKD: the direct method for the domain named by Host, then the advanced one.

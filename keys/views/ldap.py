@@ -26,7 +26,7 @@ class LdapRelay(ProtocolView):
         "sources, LDAP_RELAY_ALLOWED_HOSTS) and relays the keys that verify, reduced to the address; "
         "stores nothing. See docs/federation-ldap.md.",
         parameters=[
-            schemas.query_parameter("server", "`host` or `host:port` (389 by default)."),
+            schemas.query_parameter("server", "`host` or `host:port` (389 by default).", schemas.HOST),
             schemas.query_parameter("search", "The address."),
         ],
         responses={
@@ -53,7 +53,9 @@ class DirectoryCheck(ProtocolView):
         "given fingerprint is one of them.",
         parameters=[
             schemas.query_parameter("email", "The address."),
-            schemas.query_parameter("fingerprint", "A full 40 or 64 hex digit fingerprint."),
+            schemas.query_parameter(
+                "fingerprint", "A full 40 or 64 hex digit fingerprint.", schemas.FINGERPRINT
+            ),
         ],
         responses={
             (200, schemas.JSON): schemas.DirectoryCheckAnswer,

@@ -16,7 +16,7 @@ from typing import Any
 
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
-from django.http import HttpResponse, HttpResponseNotAllowed
+from django.http import HttpResponse, HttpResponseNotAllowed, QueryDict
 from django.utils.translation import gettext as _
 from rest_framework import exceptions
 from rest_framework.negotiation import BaseContentNegotiation, DefaultContentNegotiation
@@ -131,7 +131,8 @@ def json_body(request: Request, *, strict: bool = False) -> dict[str, Any]:
             % {"url": settings.SITE_URL}
         )
     data = request.data
-    if request.stream is None:  # an empty body, which DRF reads as {}
+    if _declared_length(request) == 0 or isinstance(data, QueryDict):
+        # No body (DRF reads it as {}), or a form Django has parsed already: not JSON.
         raise KeyserverError(_("The request body is not valid JSON."))
     return data
 
@@ -139,6 +140,14 @@ def json_body(request: Request, *, strict: bool = False) -> dict[str, Any]:
 def raw_body(request: Request) -> bytes:
     data = request.data
     return data if isinstance(data, bytes) else b""
+
+
+def _declared_length(request: Request) -> int:
+    """The body's length as DRF reads it (no Content-Length: none)."""
+    try:
+        return int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        return 0
 
 
 def _as_keyserver_error(exc: Exception, path: str) -> KeyserverError | None:
@@ -172,7 +181,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> HttpResponse |
     request = context["request"]._request
     if isinstance(exc, exceptions.MethodNotAllowed):
         # As Django's require_POST / require_safe answered: 405, an Allow header, no body.
-        return HttpResponseNotAllowed([m for m in view.allowed_methods if m != "OPTIONS"])
+        allowed = view.allowed_methods
+        return HttpResponseNotAllowed([m for m in ("GET", "HEAD", "POST", "PUT", "DELETE") if m in allowed])
     if isinstance(exc, UNAVAILABLE):
         return unavailable(request, exc)
     error = _as_keyserver_error(exc, request.path)

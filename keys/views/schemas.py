@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse
+from drf_spectacular.utils import OpenApiExample, OpenApiParameter, OpenApiResponse, extend_schema_field
 from rest_framework import serializers
 
 JSON = "application/json"
@@ -69,8 +69,20 @@ def path_parameter(name: str, description: str, pattern: str | None = None) -> O
     )
 
 
-def query_parameter(name: str, description: str) -> OpenApiParameter:
-    return OpenApiParameter(name, OpenApiTypes.STR, OpenApiParameter.QUERY, description=description)
+def query_parameter(name: str, description: str, pattern: str | None = None) -> OpenApiParameter:
+    return OpenApiParameter(
+        name,
+        OpenApiTypes.EMAIL if pattern is None else OpenApiTypes.STR,
+        OpenApiParameter.QUERY,
+        required=True,
+        description=description,
+        pattern=pattern,
+    )
+
+
+FINGERPRINT = "^(0[xX])?([0-9A-Fa-f]{40}|[0-9A-Fa-f]{64})$"
+KEY_ID = "^(0[xX])?[0-9A-Fa-f]{16}$"
+HOST = "^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*(:[0-9]{1,5})?$"
 
 
 # -- VKS ---------------------------------------------------------------------
@@ -79,7 +91,9 @@ ADDRESS_STATUS = serializers.ChoiceField(choices=["unpublished", "pending", "pub
 
 
 class VksUpload(serializers.Serializer):
-    keytext = serializers.CharField(help_text="One or more public keys, armored or binary in base64.")
+    keytext = serializers.CharField(
+        min_length=1, help_text="One or more public keys, armored or binary in base64."
+    )
 
 
 class VksUploadAnswer(serializers.Serializer):
@@ -104,7 +118,7 @@ VKS_UPLOAD_RESULT = OpenApiResponse(
 
 
 class VksRequestVerify(serializers.Serializer):
-    token = serializers.CharField(help_text="The token of the upload answer.")
+    token = serializers.CharField(min_length=1, help_text="The token of the upload answer.")
     addresses = serializers.ListField(child=serializers.CharField(), help_text="Addresses to confirm.")
     locale = serializers.ListField(
         child=serializers.CharField(),
@@ -131,7 +145,7 @@ REQUEST_VERIFY_EXAMPLE = OpenApiExample(
 
 class AttesterKeySubmission(serializers.Serializer):
     email = serializers.EmailField(help_text="The address.")
-    pubkey = serializers.CharField(help_text="The armored public key.")
+    pubkey = serializers.CharField(min_length=1, help_text="The armored public key.")
 
 
 class LegacySubmission(AttesterKeySubmission):
@@ -146,8 +160,20 @@ class SavedAnswer(serializers.Serializer):
     saved = serializers.BooleanField()
 
 
+@extend_schema_field(
+    {
+        "oneOf": [
+            {"type": "string", "description": "One address."},
+            {"type": "array", "items": {"type": "string"}, "maxItems": 50, "description": "Addresses."},
+        ]
+    }
+)
+class OneOrMoreAddresses(serializers.Field):
+    pass
+
+
 class EmailLookup(serializers.Serializer):
-    email = serializers.ListField(child=serializers.CharField(), max_length=50, help_text="Addresses.")
+    email = OneOrMoreAddresses(help_text="One address or a list of at most 50.")
 
 
 class EmailLookupResult(serializers.Serializer):

@@ -42,7 +42,9 @@ class ByFingerprint(_Lookup):
         summary="A key by fingerprint",
         description="By the fingerprint (40 or 64 hex digits) of the primary key or a subkey. Served even "
         "without a confirmed address, then without user IDs.",
-        parameters=[schemas.path_parameter("fpr", "The fingerprint, hex, optionally with `0x`.", "^[^/]+$")],
+        parameters=[
+            schemas.path_parameter("fpr", "The fingerprint, hex, optionally with `0x`.", schemas.FINGERPRINT)
+        ],
         responses={**schemas.armored(PGP_KEYS, ARMORED), **LOOKUP_ERRORS},
     )
     def get(self, request: Request, fpr: str) -> HttpResponse:
@@ -57,7 +59,9 @@ class ByKeyid(_Lookup):
         tags=["VKS"],
         summary="A key by long key ID",
         description="By the 16-hex-digit key ID of the primary key or a subkey.",
-        parameters=[schemas.path_parameter("keyid", "The long key ID, hex.", "^[^/]+$")],
+        parameters=[
+            schemas.path_parameter("keyid", "The long key ID, hex, optionally with `0x`.", schemas.KEY_ID)
+        ],
         responses={**schemas.armored(PGP_KEYS, ARMORED), **LOOKUP_ERRORS},
     )
     def get(self, request: Request, keyid: str) -> HttpResponse:

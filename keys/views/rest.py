@@ -41,7 +41,7 @@ def _body(parser_context: dict[str, Any] | None) -> bytes:
 
 
 def json_object(body: bytes) -> dict[str, Any]:
-    """A JSON object, or a 400 with a message (as keys.views.http.json_object)."""
+    """A JSON object, or a 400 with a message."""
     try:
         data = json.loads(body or b"")
     except (ValueError, UnicodeDecodeError, RecursionError):

@@ -2,17 +2,19 @@
 
 from django.contrib import admin
 from django.urls import include, path, re_path
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from keys.views import attester, health, hkp, ldap, metrics, vks, web, wkd
 
 urlpatterns = [
     path("pks/lookup", hkp.lookup, name="hkp-lookup"),
     path("pks/add", hkp.add, name="hkp-add"),
-    path("vks/v1/by-fingerprint/<str:fpr>", vks.by_fingerprint, name="vks-by-fingerprint"),
-    path("vks/v1/by-keyid/<str:keyid>", vks.by_keyid, name="vks-by-keyid"),
-    re_path(r"^vks/v1/by-email/(?P<email>.+)$", vks.by_email, name="vks-by-email"),
-    path("vks/v1/upload", vks.upload, name="vks-upload"),
-    path("vks/v1/request-verify", vks.request_verify, name="vks-request-verify"),
+    path("vks/v1/by-fingerprint/<str:fpr>", vks.ByFingerprint.as_view(), name="vks-by-fingerprint"),
+    path("vks/v1/by-keyid/<str:keyid>", vks.ByKeyid.as_view(), name="vks-by-keyid"),
+    # Any characters, a newline too: a malformed address is the VKS 400, not Django's 404 page.
+    re_path(r"^vks/v1/by-email/(?P<email>[\s\S]+)\Z", vks.ByEmail.as_view(), name="vks-by-email"),
+    path("vks/v1/upload", vks.Upload.as_view(), name="vks-upload"),
+    path("vks/v1/request-verify", vks.RequestVerify.as_view(), name="vks-request-verify"),
     # WKD: the direct method for the domain named by Host, then the advanced one.
     re_path(r"^\.well-known/openpgpkey/hu/(?P<wkd_hash>[^/]+)$", wkd.direct_key, name="wkd-direct"),
     re_path(r"^\.well-known/openpgpkey/policy$", wkd.direct_policy, name="wkd-direct-policy"),
@@ -33,13 +35,16 @@ urlpatterns = [
         name="wkd-submission",
     ),
     # Attester API (FlowCrypt), current and legacy shapes.
-    re_path(r"^pub/(?P<query>[^/]+)$", attester.pub, name="attester-pub"),
-    path("welcome-message", attester.welcome_message, name="attester-welcome"),
-    path("ldap-relay", ldap.ldap_relay, name="ldap-relay"),
-    path("api/v1/directory-check", ldap.directory_check, name="directory-check"),
-    path("test/welcome", attester.welcome_message, name="attester-test-welcome"),
-    path("initial/legacy_submit", attester.legacy_submit, name="attester-legacy-submit"),
-    path("lookup/email", attester.lookup_email, name="attester-lookup-email"),
+    re_path(r"^pub/(?P<query>[^/]+)$", attester.Pub.as_view(), name="attester-pub"),
+    path("welcome-message", attester.WelcomeMessage.as_view(), name="attester-welcome"),
+    path("ldap-relay", ldap.LdapRelay.as_view(), name="ldap-relay"),
+    path("api/v1/directory-check", ldap.DirectoryCheck.as_view(), name="directory-check"),
+    path("test/welcome", attester.TestWelcome.as_view(), name="attester-test-welcome"),
+    path("initial/legacy_submit", attester.LegacySubmit.as_view(), name="attester-legacy-submit"),
+    path("lookup/email", attester.LookupEmail.as_view(), name="attester-lookup-email"),
+    # The OpenAPI 3 schema of the VKS and Attester APIs, and a page to browse it (assets served here).
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
     path("", web.index, name="index"),
     path("search", web.search, name="search"),
     path("upload", web.upload, name="upload"),

@@ -1,5 +1,5 @@
 """What the protocol front-ends share: client addresses, query strings and
-JSON bodies, key answers, address status words, CORS, and the rendering of
+key answers, address status words, CORS, and the rendering of
 the one error family in each protocol's own format (the middleware).
 
 Views raise KeyserverError; nothing catches bare exceptions. The request
@@ -9,7 +9,6 @@ body cap of Django (RequestDataTooBig) becomes a 413 here too.
 from __future__ import annotations
 
 import ipaddress
-import json
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -26,7 +25,6 @@ from django.urls import Resolver404, resolve
 from django.utils import translation
 from django.utils.cache import get_conditional_response, patch_vary_headers
 from django.utils.http import http_date
-from django.utils.translation import gettext as _
 from django.views import defaults
 
 from federation.serve import Served, armored, modified
@@ -102,17 +100,6 @@ def raw_query(request: HttpRequest) -> dict[str, str]:
             "utf-8", errors="replace"
         )
     return params
-
-
-def json_object(request: HttpRequest) -> dict[str, Any]:
-    """The request body as a JSON object, or a 400 with a message."""
-    try:
-        data = json.loads(request.body or b"")
-    except (ValueError, UnicodeDecodeError, RecursionError):
-        raise KeyserverError(_("The request body is not valid JSON.")) from None
-    if not isinstance(data, dict):
-        raise KeyserverError(_("The request body must be a JSON object."))
-    return data
 
 
 # -- address status, as VKS words (and HKP add, the upload pages) --------------
@@ -364,6 +351,8 @@ class ProtocolMiddleware:
             return error_response(request, KeyTooLarge())
         try:
             response: HttpResponse = match.func(request, *match.args, **match.kwargs)
+            if callable(getattr(response, "render", None)):
+                response.render()  # type: ignore[attr-defined]  # a DRF Response, as Django's handler does
         except RequestDataTooBig:
             return error_response(request, KeyTooLarge())
         except KeyserverError as error:

@@ -1,4 +1,8 @@
-"""The VKS API of keys.openpgp.org (Hagrid), with its shapes and status values."""
+"""The VKS API of keys.openpgp.org (Hagrid), with its shapes and status values.
+
+DRF views (keys.views.rest); the lookups answer the armored bytes and
+validators of keys.views.http.key_response, exactly as the published files.
+"""
 
 from __future__ import annotations
 
@@ -7,49 +11,79 @@ import binascii
 from typing import Any
 
 from django.conf import settings
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpResponse
 from django.utils.translation import gettext as _
-from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_POST, require_safe
+from drf_spectacular.utils import extend_schema
+from rest_framework.request import Request
+from rest_framework.response import Response
 
 from federation import serve
 
-from ..errors import InvalidKey, InvalidToken, KeyserverError, NoKeyUploaded, NotFound
+from ..errors import InvalidKey, InvalidToken, NoKeyUploaded, NotFound
 from ..identifiers import Query, normalize_email, parse_fingerprint, parse_keyid
 from ..models import Key
 from ..services import submission, verification
-from .http import address_status, client_ip, json_object, key_response
+from . import schemas
+from .http import PGP_KEYS, address_status, client_ip, key_response
+from .rest import JSONObjectParser, PgpKeysRenderer, ProtocolView, json_body
+
+LOOKUP_ERRORS = schemas.vks_errors(400, 404, 429, 503)
+ARMORED = 'The key, armored, with `Content-Disposition: attachment; filename="<FPR>.asc"`.'
 
 
-@require_safe
-def by_fingerprint(request: HttpRequest, fpr: str) -> HttpResponse:
-    fingerprint = parse_fingerprint(fpr)
-    served = serve.for_id(Query("fingerprint", fingerprint), client=client_ip(request))
-    return key_response(request, served, filename=fingerprint)
+class _Lookup(ProtocolView):
+    renderer_classes = [PgpKeysRenderer]
 
 
-@require_safe
-def by_keyid(request: HttpRequest, keyid: str) -> HttpResponse:
-    value = parse_keyid(keyid)
-    served = serve.for_id(Query("keyid", value), client=client_ip(request))
-    return key_response(request, served, filename=value)
+class ByFingerprint(_Lookup):
+    @extend_schema(
+        operation_id="vks_by_fingerprint",
+        tags=["VKS"],
+        summary="A key by fingerprint",
+        description="By the fingerprint (40 or 64 hex digits) of the primary key or a subkey. Served even "
+        "without a confirmed address, then without user IDs.",
+        parameters=[
+            schemas.path_parameter("fpr", "The fingerprint, hex, optionally with `0x`.", schemas.FINGERPRINT)
+        ],
+        responses={**schemas.armored(PGP_KEYS, ARMORED), **LOOKUP_ERRORS},
+    )
+    def get(self, request: Request, fpr: str) -> HttpResponse:
+        fingerprint = parse_fingerprint(fpr)
+        served = serve.for_id(Query("fingerprint", fingerprint), client=client_ip(request))
+        return key_response(request, served, filename=fingerprint)
 
 
-@require_safe
-def by_email(request: HttpRequest, email: str) -> HttpResponse:
-    served = serve.for_email(normalize_email(email), client=client_ip(request))
-    if not served:
-        raise NotFound()
-    return key_response(request, served, filename=served[0].key.fingerprint)
+class ByKeyid(_Lookup):
+    @extend_schema(
+        operation_id="vks_by_keyid",
+        tags=["VKS"],
+        summary="A key by long key ID",
+        description="By the 16-hex-digit key ID of the primary key or a subkey.",
+        parameters=[
+            schemas.path_parameter("keyid", "The long key ID, hex, optionally with `0x`.", schemas.KEY_ID)
+        ],
+        responses={**schemas.armored(PGP_KEYS, ARMORED), **LOOKUP_ERRORS},
+    )
+    def get(self, request: Request, keyid: str) -> HttpResponse:
+        value = parse_keyid(keyid)
+        served = serve.for_id(Query("keyid", value), client=client_ip(request))
+        return key_response(request, served, filename=value)
 
 
-def _json_body(request: HttpRequest) -> dict[str, Any]:
-    if request.content_type != "application/json":
-        raise KeyserverError(
-            _("expected application/json data. see %(url)s/about/api for api docs.")
-            % {"url": settings.SITE_URL}
-        )
-    return json_object(request)
+class ByEmail(_Lookup):
+    @extend_schema(
+        operation_id="vks_by_email",
+        tags=["VKS"],
+        summary="Keys by address",
+        description="Every key with this confirmed address, in one armor block, newest valid first.",
+        parameters=[schemas.path_parameter("email", "The address, percent-encoded.")],
+        responses={**schemas.armored(PGP_KEYS, ARMORED), **LOOKUP_ERRORS},
+    )
+    def get(self, request: Request, email: str) -> HttpResponse:
+        served = serve.for_email(normalize_email(email), client=client_ip(request))
+        if not served:
+            raise NotFound()
+        return key_response(request, served, filename=served[0].key.fingerprint)
 
 
 def _keytext_bytes(keytext: str) -> bytes:
@@ -66,23 +100,38 @@ def _upload_answer(key: Key, token: str) -> dict[str, Any]:
     return {"key_fpr": key.fingerprint, "status": address_status(key), "token": token}
 
 
-def _upload_body(request: HttpRequest) -> bytes:
-    keytext = _json_body(request).get("keytext")
+def _upload_body(request: Request) -> bytes:
+    keytext = json_body(request, strict=True).get("keytext")
     if not isinstance(keytext, str) or not keytext.strip():
         raise NoKeyUploaded()
     return _keytext_bytes(keytext)
 
 
-@csrf_exempt
-@require_POST
-def upload(request: HttpRequest) -> HttpResponse:
-    client = client_ip(request)
-    result = submission.submit(lambda: _upload_body(request), client=client, actor=f"vks {client}")
-    if len(result.keys) > 1:
-        # keys.openpgp.org answers a keyring with a bare list of fingerprints.
-        return JsonResponse([item.key.fingerprint for item in result.keys], safe=False)
-    key = result.keys[0].key
-    return JsonResponse(_upload_answer(key, verification.upload_token(key)))
+class Upload(ProtocolView):
+    parser_classes = [JSONObjectParser]
+
+    @extend_schema(
+        operation_id="vks_upload",
+        tags=["VKS"],
+        summary="Upload keys",
+        description="Stores the key(s). Each address starts `unpublished`; ask for confirmation mails with "
+        "`request-verify`. A keyring of several keys is answered with a bare array of fingerprints and "
+        "no token. Only `application/json` is accepted (else a 400).",
+        request={schemas.JSON: schemas.VksUpload},
+        examples=[schemas.UPLOAD_EXAMPLE, schemas.UPLOAD_ANSWER_EXAMPLE],
+        responses={
+            (200, schemas.JSON): schemas.VKS_UPLOAD_RESULT,
+            **schemas.vks_errors(400, 403, 413, 429, 503),
+        },
+    )
+    def post(self, request: Request) -> Response:
+        client = client_ip(request)
+        result = submission.submit(lambda: _upload_body(request), client=client, actor=f"vks {client}")
+        if len(result.keys) > 1:
+            # keys.openpgp.org answers a keyring with a bare list of fingerprints.
+            return Response([item.key.fingerprint for item in result.keys])
+        key = result.keys[0].key
+        return Response(_upload_answer(key, verification.upload_token(key)))
 
 
 def pick_locale(locales: object) -> str:
@@ -97,10 +146,25 @@ def pick_locale(locales: object) -> str:
     return ""
 
 
-@csrf_exempt
-@require_POST
-def request_verify(request: HttpRequest) -> HttpResponse:
-    data = _json_body(request)
+class RequestVerify(ProtocolView):
+    parser_classes = [JSONObjectParser]
+
+    @extend_schema(
+        operation_id="vks_request_verify",
+        tags=["VKS"],
+        summary="Ask for confirmation mails",
+        description="Mails each requested address of the uploaded key a confirmation link; those "
+        "addresses become `pending`. The answer has the shape of the upload answer.",
+        request={schemas.JSON: schemas.VksRequestVerify},
+        examples=[schemas.REQUEST_VERIFY_EXAMPLE, schemas.UPLOAD_ANSWER_EXAMPLE],
+        responses={(200, schemas.JSON): schemas.VksUploadAnswer, **schemas.vks_errors(400, 429, 503)},
+    )
+    def post(self, request: Request) -> Response:
+        return Response(_request_verify(request))
+
+
+def _request_verify(request: Request) -> dict[str, Any]:
+    data = json_body(request, strict=True)
     token, addresses = data.get("token"), data.get("addresses")
     if not isinstance(token, str):
         raise InvalidToken(_("Upload session expired. Please try again."))
@@ -125,4 +189,4 @@ def request_verify(request: HttpRequest) -> HttpResponse:
         actor=f"vks {client_ip(request)}",
     )
     key.refresh_from_db()
-    return JsonResponse(_upload_answer(key, token))
+    return _upload_answer(key, token)

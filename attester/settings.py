@@ -87,12 +87,15 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
+    "csp",
     "keys",
     "federation",
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "keys.replica.ReplicaMiddleware",
     "keys.views.http.ProtocolMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -126,18 +129,29 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'keyserver.sqlite3'}")}
+# A streaming replica (PostgreSQL): lookups in web requests read it, every
+# write and every read that must see one reads the primary (keys/replica.py).
+DATABASE_REPLICA_URL = env.str("DATABASE_REPLICA_URL", default="")
+if DATABASE_REPLICA_URL:
+    # The test runner makes no database of its own for it: it reads the primary's.
+    DATABASES["replica"] = {**env.db("DATABASE_REPLICA_URL"), "TEST": {"MIRROR": "default"}}
+DATABASE_ROUTERS = ["keys.replica.PrimaryReplicaRouter"]
+# After an unsafe request a browser reads the primary for this long (replication lag).
+REPLICA_PIN_SECONDS = env.int("REPLICA_PIN_SECONDS", default=15)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A second writer (the in-process scheduler) waits instead of failing
     # with "database is locked".
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     # The hot lookups (keys/rows.py) run as prepared statements, planned once
     # per connection; the ORM's client-side cursors are not affected. Set it
     # empty behind a transaction-pooling proxy that cannot keep them.
     _prepare = env.str("DB_PREPARE_THRESHOLD", default="5")
-    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = int(_prepare) if _prepare else None
+    for _db in DATABASES.values():
+        # Persistent connections (docs/operations.md: measured against a new one per request).
+        _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+        _db["CONN_HEALTH_CHECKS"] = True
+        _db.setdefault("OPTIONS", {})["prepare_threshold"] = int(_prepare) if _prepare else None
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Rate limits, negative caches and circuit breakers live here, so every
@@ -173,6 +187,23 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Three queues, so a refresh backlog never delays a confirmation mail: run
+# workers with -Q mail, -Q refresh and -Q housekeeping (or one with all three).
+CELERY_TASK_DEFAULT_QUEUE = "housekeeping"
+CELERY_TASK_ROUTES = {
+    "keys.tasks.deliver_mail": {"queue": "mail"},
+    "keys.tasks.sweep_outbox": {"queue": "mail"},
+    "keys.tasks.send_*": {"queue": "mail"},
+    "federation.tasks.*": {"queue": "refresh"},
+    "keys.tasks.housekeeping_task": {"queue": "housekeeping"},
+}
+CELERY_QUEUES = ("mail", "refresh", "housekeeping")
+# A worker started without -Q consumes all three.
+CELERY_TASK_QUEUES = {name: {"routing_key": name} for name in CELERY_QUEUES}
+# Beat sends a heartbeat to each queue this often; /readyz reports a worker
+# that answered within a minute and when beat last sent a task.
+CELERY_HEARTBEAT_SECONDS = env.int("CELERY_HEARTBEAT_SECONDS", default=20)
+CELERY_BEAT_SCHEDULER = "attester.celery:RecordingScheduler"
 
 # Mail: SMTP with EMAIL_URL (smtp://user:pass@host:port, smtp+tls://, smtps://);
 # without it, one file per message under var/mail/.
@@ -321,10 +352,47 @@ REST_FRAMEWORK = {
     "UNAUTHENTICATED_USER": None,
 }
 
+# Production behind the front server (docs/operations.md: Production
+# settings). Every one is off or mild by default, so `make run` over plain
+# HTTP works; `manage.py check --deploy` says what production still lacks.
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
-CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE = SITE_URL.startswith("https://")
+_https = SITE_URL.startswith("https://")
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=_https)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=_https)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+# Plain HTTP stays for the health checks and HKP (hkp:// is HTTP on port 11371).
+SECURE_REDIRECT_EXEMPT = env.list("SECURE_REDIRECT_EXEMPT", default=[r"^healthz$", r"^readyz$", r"^pks/"])
+# "HTTP_X_FORWARDED_PROTO,https": the header the front server sets, and its value for HTTPS.
+_proxy_ssl = env.list("SECURE_PROXY_SSL_HEADER", default=[])
+SECURE_PROXY_SSL_HEADER = (_proxy_ssl[0], _proxy_ssl[1]) if len(_proxy_ssl) == 2 else None
+SECURE_REFERRER_POLICY = env.str("SECURE_REFERRER_POLICY", default="same-origin")
+# Content-Security-Policy (django-csp): the pages and the admin use no
+# inline script or style, so 'self' is enough.
+_csp_self = ["'self'"]
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": _csp_self,
+        "script-src": _csp_self,
+        "style-src": _csp_self,
+        "img-src": [*_csp_self, "data:"],
+        "connect-src": _csp_self,
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "form-action": _csp_self,
+        "frame-ancestors": ["'none'"],
+        **({"report-uri": env.str("CSP_REPORT_URI")} if env.str("CSP_REPORT_URI", default="") else {}),
+    }
+}
+if env.bool("CSP_REPORT_ONLY", default=False):
+    CONTENT_SECURITY_POLICY_REPORT_ONLY, CONTENT_SECURITY_POLICY = CONTENT_SECURITY_POLICY, None  # type: ignore[assignment]
+# How many web processes share the database (gunicorn reads it too); with
+# SQLite more than one is warned about.
+WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=1)
 
 LOGGING = {
     "version": 1,

@@ -7,7 +7,6 @@ without a broker, `make run` runs the same schedule in-process
 """
 
 import os
-
 from typing import Any
 
 from celery import Celery

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import environ
 
@@ -373,23 +374,12 @@ SECURE_PROXY_SSL_HEADER = (_proxy_ssl[0], _proxy_ssl[1]) if len(_proxy_ssl) == 2
 SECURE_REFERRER_POLICY = env.str("SECURE_REFERRER_POLICY", default="same-origin")
 # Content-Security-Policy (django-csp): the pages and the admin use no
 # inline script or style, so 'self' is enough.
-_csp_self = ["'self'"]
-CONTENT_SECURITY_POLICY = {
-    "DIRECTIVES": {
-        "default-src": _csp_self,
-        "script-src": _csp_self,
-        "style-src": _csp_self,
-        "img-src": [*_csp_self, "data:"],
-        "connect-src": _csp_self,
-        "object-src": ["'none'"],
-        "base-uri": ["'none'"],
-        "form-action": _csp_self,
-        "frame-ancestors": ["'none'"],
-        **({"report-uri": env.str("CSP_REPORT_URI")} if env.str("CSP_REPORT_URI", default="") else {}),
-    }
-}
+_csp: dict[str, Any] = {d: ["'self'"] for d in ("default-src", "script-src", "style-src", "form-action")}
+_csp.update({"img-src": ["'self'", "data:"], "object-src": ["'none'"], "base-uri": ["'none'"]})
+_csp.update({"frame-ancestors": ["'none'"], "report-uri": env.str("CSP_REPORT_URI", default="") or None})
+CONTENT_SECURITY_POLICY: dict[str, Any] | None = {"DIRECTIVES": _csp}
 if env.bool("CSP_REPORT_ONLY", default=False):
-    CONTENT_SECURITY_POLICY_REPORT_ONLY, CONTENT_SECURITY_POLICY = CONTENT_SECURITY_POLICY, None  # type: ignore[assignment]
+    CONTENT_SECURITY_POLICY_REPORT_ONLY, CONTENT_SECURITY_POLICY = CONTENT_SECURITY_POLICY, None
 # How many web processes share the database (gunicorn reads it too); with
 # SQLite more than one is warned about.
 WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=1)

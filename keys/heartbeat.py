@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from datetime import UTC, datetime
+from typing import Any
 
 from django.core.cache import cache
 
@@ -34,7 +35,7 @@ def _moment(seconds: float | None) -> str | None:
     return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
 
 
-def status(queues: tuple[str, ...], now: float | None = None) -> dict[str, object]:
+def status(queues: tuple[str, ...], now: float | None = None) -> dict[str, Any]:
     """Which queues a worker answered on within the last minute, and when
     beat last sent a task."""
     now = time.time() if now is None else now

@@ -71,7 +71,7 @@ def test_check_deploy_names_what_production_lacks(tmp_path):
 
 
 def _ids(settings) -> set[str]:
-    return {w.id for w in check_settings(None)}
+    return {str(w.id) for w in check_settings(None)}
 
 
 @pytest.mark.parametrize(

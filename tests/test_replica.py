@@ -19,6 +19,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -36,9 +37,9 @@ def _dsn(url: str) -> str:
     return url.replace("postgres://", "postgresql://")
 
 
-def _one(url: str, sql: str) -> object:
+def _one(url: str, sql: str, params: tuple[object, ...] = ()) -> Any:
     with psycopg.connect(_dsn(url), autocommit=True, connect_timeout=5) as conn:
-        row = conn.execute(sql).fetchone()
+        row = conn.execute(sql, params).fetchone()
         return row[0] if row else None
 
 
@@ -61,11 +62,15 @@ class Standby:
 
     def _ctl(self, *args: str) -> None:
         subprocess.run(
-            _as_postgres([_pg_bin("pg_ctl"), "-D", str(self.data), "-w", *args]), check=True, capture_output=True
+            _as_postgres([_pg_bin("pg_ctl"), "-D", str(self.data), "-w", *args]),
+            check=True,
+            capture_output=True,
         )
 
     def start(self) -> None:
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c hot_standby=on -c max_connections=200"
+        # A standby needs max_connections at least the primary's (OwnPostgres: 200).
+        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c hot_standby=on"
+        options += " -c max_connections=200"
         self._ctl("-o", options, "-l", str(self.dir / "log"), "start")
 
     def stop(self) -> None:
@@ -73,7 +78,8 @@ class Standby:
 
     def remove(self) -> None:
         subprocess.run(
-            _as_postgres([_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"]), capture_output=True
+            _as_postgres([_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"]),
+            capture_output=True,
         )
         shutil.rmtree(self.dir, ignore_errors=True)
 
@@ -147,7 +153,7 @@ class ReplicatedSite:
                     continue
                 for part in message.walk():
                     if part.get_content_type() == "text/plain":
-                        text = part.get_payload(decode=True).decode()
+                        text = bytes(part.get_payload(decode=True)).decode()
                         found = re.search(r"https?://\S+/verify/[A-Za-z0-9_-]+", text)
                         if found:
                             return found.group(0)
@@ -166,12 +172,12 @@ def site() -> Iterator[ReplicatedSite]:
 
 
 def _key_on(url: str, fingerprint: str) -> bool:
-    return bool(_one(url, f"SELECT count(*) FROM keys_key WHERE fingerprint = '{fingerprint}'"))
+    return bool(_one(url, "SELECT count(*) FROM keys_key WHERE fingerprint = %s", (fingerprint,)))
 
 
 def _published_on(url: str, address: str) -> bool:
-    sql = f"SELECT count(*) FROM keys_binding WHERE address = '{address}' AND state = 'published'"
-    return bool(_one(url, sql))
+    sql = "SELECT count(*) FROM keys_binding WHERE address = %s AND state = 'published'"
+    return bool(_one(url, sql, (address,)))
 
 
 def test_lookups_read_the_replica_writes_and_confirmations_the_primary(site, cast):
@@ -188,7 +194,9 @@ def test_lookups_read_the_replica_writes_and_confirmations_the_primary(site, cas
     # The standby stops replaying: from now on it is behind the primary.
     standby.pause()
     verify = requests.post(
-        f"{base}/vks/v1/request-verify", json={"token": upload.json()["token"], "addresses": [address]}, timeout=30
+        f"{base}/vks/v1/request-verify",
+        json={"token": upload.json()["token"], "addresses": [address]},
+        timeout=30,
     )
     assert verify.json()["status"][address] == "pending"
     link = site.link(address)
@@ -233,7 +241,9 @@ def test_with_the_replica_down_lookups_read_the_primary_and_readyz_says_so(site,
     assert answer.status_code == 200
     assert ready.status_code == 200
     assert ready.json()["degraded"] == {"replica": "unavailable"}
-    wait_for(lambda: requests.get(f"{site.url}/readyz", timeout=30).json() == {"ready": True}, 30, "the replica")
+    wait_for(
+        lambda: requests.get(f"{site.url}/readyz", timeout=30).json() == {"ready": True}, 30, "the replica"
+    )
 
 
 # -- The router's rules, in-process ---------------------------------------------
@@ -273,7 +283,7 @@ def test_a_thread_reads_the_primary_until_a_safe_request_unpins_it(monkeypatch):
 
         return HttpResponse()
 
-    middleware = replica.ReplicaMiddleware(view)
+    middleware: Any = replica.ReplicaMiddleware(view)
     get = middleware(Request("GET"))
     post = middleware(Request("POST"))
     assert seen == {"GET": replica.REPLICA, "POST": DEFAULT_DB_ALIAS}
@@ -302,4 +312,6 @@ def test_writes_pin_and_transactions_read_the_primary(with_replica):
     assert router.db_for_read(Key) == replica.REPLICA
     assert router.db_for_write(Key) == DEFAULT_DB_ALIAS
     assert router.db_for_read(Key) == DEFAULT_DB_ALIAS  # the rest of the request sees the write
-    assert not router.allow_migrate(replica.REPLICA, "keys") and router.allow_migrate(DEFAULT_DB_ALIAS, "keys")
+    assert not router.allow_migrate(replica.REPLICA, "keys") and router.allow_migrate(
+        DEFAULT_DB_ALIAS, "keys"
+    )

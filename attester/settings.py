@@ -95,7 +95,7 @@ INSTALLED_APPS = [
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
-    "csp.middleware.CSPMiddleware",
+    "keys.views.csp.PageCSPMiddleware",
     "keys.replica.ReplicaMiddleware",
     "keys.views.http.ProtocolMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",

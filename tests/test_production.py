@@ -176,6 +176,18 @@ def test_pages_carry_a_policy_they_keep(client, admin_client, cast, mailoutbox):
                 assert not pattern.search(html), (path, pattern.pattern, pattern.search(html))
 
 
+@pytest.mark.django_db
+def test_protocol_answers_carry_no_policy_the_front_server_would_lack(client):
+    for path in (
+        "/pks/lookup?op=get&search=nobody@example.org",
+        "/vks/v1/by-email/nobody@example.org",
+        "/healthz",
+        "/readyz",
+    ):
+        assert "Content-Security-Policy" not in client.get(path), path
+    # HKP's index for people is a page: test_pages_carry_a_policy_they_keep checks it has one.
+
+
 def test_the_policy_can_be_report_only_from_the_environment(tmp_path):
     script = "import django; django.setup(); from django.conf import settings; print(settings.CONTENT_SECURITY_POLICY_REPORT_ONLY['DIRECTIVES']['report-uri'], settings.CONTENT_SECURITY_POLICY)"  # noqa: E501
     env = {**os.environ, "DJANGO_SETTINGS_MODULE": "attester.settings", "CSP_REPORT_ONLY": "true",

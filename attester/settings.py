@@ -199,8 +199,9 @@ CELERY_TASK_ROUTES = {
     "keys.tasks.housekeeping_task": {"queue": "housekeeping"},
 }
 CELERY_QUEUES = ("mail", "refresh", "housekeeping")
-# A worker started without -Q consumes all three.
-CELERY_TASK_QUEUES = {name: {"routing_key": name} for name in CELERY_QUEUES}
+# A worker started without -Q consumes all three, and "celery", the queue
+# of versions before these (messages they left are drained, not stranded).
+CELERY_TASK_QUEUES = {name: {"routing_key": name} for name in (*CELERY_QUEUES, "celery")}
 # Beat sends a heartbeat to each queue this often; /readyz reports a worker
 # that answered within a minute and when beat last sent a task.
 CELERY_HEARTBEAT_SECONDS = env.int("CELERY_HEARTBEAT_SECONDS", default=20)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -160,6 +161,7 @@ def main() -> None:
             print("psycopg pool: not measured (the psycopg-pool package is not installed)")
     finally:
         pg.remove()
+        shutil.rmtree(var, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export PYTHONDONTWRITEBYTECODE := 1
 
-.PHONY: run serve test lint format install migrate clean bench bench-refresh bench-hkp bench-scale bench-outage
+.PHONY: run serve test lint format install migrate clean bench bench-refresh bench-hkp bench-scale bench-outage bench-connections
 
 $(STAMP): requirements.txt requirements-dev.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -66,6 +66,11 @@ bench-hkp: $(STAMP)
 # Lookup latency at 10,000 and 1,000,000 synthetic keys, with the query plans.
 bench-scale: $(STAMP)
 	$(BIN)/python bench/scale.py
+
+# CONN_MAX_AGE=0 against persistent connections: requests/s and CPU per
+# lookup of gunicorn and of PostgreSQL (docs/operations.md).
+bench-connections: $(STAMP)
+	$(BIN)/python bench/connections.py
 
 clean:
 	rm -rf $(VENV) var .mypy_cache .ruff_cache .pytest_cache

@@ -10,6 +10,7 @@ import os
 from typing import Any
 
 from celery import Celery
+from celery.beat import PersistentScheduler
 from celery.signals import before_task_publish, task_postrun, task_prerun, worker_ready
 from django.conf import settings
 
@@ -26,7 +27,20 @@ app.autodiscover_tasks()
 # (refresh_keys --due, housekeeping). The intervals are settings, so .env sets
 # them like everything else; they are read once the settings are loaded.
 def beat_schedule() -> dict[str, dict[str, object]]:
+    every = float(settings.CELERY_HEARTBEAT_SECONDS)
+    heartbeats = {
+        # One to each queue, where only its workers answer it; a heartbeat
+        # stuck behind a backlog expires instead of piling up.
+        f"heartbeat-{queue}": {
+            "task": "keys.tasks.heartbeat",
+            "schedule": every,
+            "args": (queue,),
+            "options": {"queue": queue, "expires": every * 2},
+        }
+        for queue in settings.CELERY_QUEUES
+    }
     return {
+        **heartbeats,
         "refresh-due-keys": {
             "task": "federation.tasks.refresh_due_task",
             "schedule": float(settings.REFRESH_TICK_SECONDS),
@@ -45,6 +59,16 @@ def beat_schedule() -> dict[str, dict[str, object]]:
 @app.on_after_configure.connect
 def _install_beat_schedule(sender: Celery, **kwargs: object) -> None:
     sender.conf.beat_schedule = beat_schedule()
+
+
+class RecordingScheduler(PersistentScheduler):
+    """Celery's own scheduler, recording each time it sends a task (/readyz)."""
+
+    def apply_entry(self, entry: Any, producer: Any = None) -> None:
+        super().apply_entry(entry, producer=producer)
+        from keys import heartbeat
+
+        heartbeat.beat_ran()
 
 
 @worker_ready.connect

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import environ
 
@@ -91,6 +92,7 @@ INSTALLED_APPS = [
     "rest_framework",
     "drf_spectacular",
     "drf_spectacular_sidecar",
+    "csp",
     "keys",
     "federation",
 ]
@@ -98,6 +100,8 @@ INSTALLED_APPS = [
 MIDDLEWARE = [
     "keys.views.observe.RequestMiddleware",
     "django.middleware.security.SecurityMiddleware",
+    "keys.views.csp.PageCSPMiddleware",
+    "keys.replica.ReplicaMiddleware",
     "keys.views.http.ProtocolMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -131,18 +135,29 @@ TEMPLATES = [
 ]
 
 DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'keyserver.sqlite3'}")}
+# A streaming replica (PostgreSQL): lookups in web requests read it, every
+# write and every read that must see one reads the primary (keys/replica.py).
+DATABASE_REPLICA_URL = env.str("DATABASE_REPLICA_URL", default="")
+if DATABASE_REPLICA_URL:
+    # The test runner makes no database of its own for it: it reads the primary's.
+    DATABASES["replica"] = {**env.db("DATABASE_REPLICA_URL"), "TEST": {"MIRROR": "default"}}
+DATABASE_ROUTERS = ["keys.replica.PrimaryReplicaRouter"]
+# After an unsafe request a browser reads the primary for this long (replication lag).
+REPLICA_PIN_SECONDS = env.int("REPLICA_PIN_SECONDS", default=15)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # A second writer (the in-process scheduler) waits instead of failing
     # with "database is locked".
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
 else:
-    DATABASES["default"]["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-    DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
     # The hot lookups (keys/rows.py) run as prepared statements, planned once
     # per connection; the ORM's client-side cursors are not affected. Set it
     # empty behind a transaction-pooling proxy that cannot keep them.
     _prepare = env.str("DB_PREPARE_THRESHOLD", default="5")
-    DATABASES["default"].setdefault("OPTIONS", {})["prepare_threshold"] = int(_prepare) if _prepare else None
+    for _db in DATABASES.values():
+        # Persistent connections (docs/operations.md: measured against a new one per request).
+        _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
+        _db["CONN_HEALTH_CHECKS"] = True
+        _db.setdefault("OPTIONS", {})["prepare_threshold"] = int(_prepare) if _prepare else None
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Rate limits, negative caches and circuit breakers live here, so every
@@ -178,6 +193,24 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TASK_IGNORE_RESULT = True
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# Three queues, so a refresh backlog never delays a confirmation mail: run
+# workers with -Q mail, -Q refresh and -Q housekeeping (or one with all three).
+CELERY_TASK_DEFAULT_QUEUE = "housekeeping"
+CELERY_TASK_ROUTES = {
+    "keys.tasks.deliver_mail": {"queue": "mail"},
+    "keys.tasks.sweep_outbox": {"queue": "mail"},
+    "keys.tasks.send_*": {"queue": "mail"},
+    "federation.tasks.*": {"queue": "refresh"},
+    "keys.tasks.housekeeping_task": {"queue": "housekeeping"},
+}
+CELERY_QUEUES = ("mail", "refresh", "housekeeping")
+# A worker started without -Q consumes all three, and "celery", the queue
+# of versions before these (messages they left are drained, not stranded).
+CELERY_TASK_QUEUES = {name: {"routing_key": name} for name in (*CELERY_QUEUES, "celery")}
+# Beat sends a heartbeat to each queue this often; /readyz reports a worker
+# that answered within a minute and when beat last sent a task.
+CELERY_HEARTBEAT_SECONDS = env.int("CELERY_HEARTBEAT_SECONDS", default=20)
+CELERY_BEAT_SCHEDULER = "attester.celery:RecordingScheduler"
 
 # Mail: SMTP with EMAIL_URL (smtp://user:pass@host:port, smtp+tls://, smtps://);
 # without it, one file per message under var/mail/.
@@ -263,62 +296,17 @@ RATE_MAIL_PER_ADDRESS = env.str("RATE_MAIL_PER_ADDRESS", default="1/3600")
 RATE_MAIL_PER_CLIENT = env.str("RATE_MAIL_PER_CLIENT", default="20/3600")
 RATE_UPLOAD_PER_CLIENT = env.str("RATE_UPLOAD_PER_CLIENT", default="60/3600")
 
-# Refresh (issue 5 adds the behaviour; the values are read here already).
-REFRESH_INTERVAL_DAYS = env.int("REFRESH_INTERVAL_DAYS", default=30)
-REFRESH_NEAR_EXPIRY_DAYS = env.int("REFRESH_NEAR_EXPIRY_DAYS", default=14)
-REFRESH_AFTER_EXPIRY_DAYS = env.int("REFRESH_AFTER_EXPIRY_DAYS", default=30)
-REFRESH_REASSIGN = env.bool("REFRESH_REASSIGN", default=False)
-# Names of sources (HKP or VKS) that uploaded keys are refreshed from, merge
-# only (a refresh never publishes an address). Empty: uploads are not refreshed.
-REFRESH_PEERS = env.list("REFRESH_PEERS", default=[])
-REFRESH_BATCH = env.int("REFRESH_BATCH", default=1000)
-REFRESH_TICK_SECONDS = env.int("REFRESH_TICK_SECONDS", default=60)
-# A leased key is refreshed again after this long if its worker died.
-REFRESH_LEASE_MINUTES = env.int("REFRESH_LEASE_MINUTES", default=15)
-REFRESH_RATE_PER_SOURCE = env.str("REFRESH_RATE_PER_SOURCE", default="60/60")
 HOUSEKEEPING_SECONDS = env.int("HOUSEKEEPING_SECONDS", default=3600)
 EVENT_RETENTION_DAYS = env.int("EVENT_RETENTION_DAYS", default=365)
 UNCONFIRMED_RETENTION_DAYS = env.int("UNCONFIRMED_RETENTION_DAYS", default=14)
 
-# OpenID Connect issuers whose id_tokens publish an address at once on the
-# Attester API: a JSON list of {"issuer", "jwks_url", "audiences": [...],
-# "email_claim": "email"}.
-OIDC_ISSUERS = env.json("OIDC_ISSUERS", default=[])
-OIDC_JWKS_TIMEOUT = env.float("OIDC_JWKS_TIMEOUT", default=5.0)
-OIDC_JWKS_CACHE_SECONDS = env.int("OIDC_JWKS_CACHE_SECONDS", default=3600)
-OIDC_RATE_PER_CLIENT = env.str("OIDC_RATE_PER_CLIENT", default="30/60")
 RATE_WELCOME_PER_CLIENT = env.str("RATE_WELCOME_PER_CLIENT", default="10/3600")
 RATE_WELCOME_PER_ADDRESS = env.str("RATE_WELCOME_PER_ADDRESS", default="1/86400")
 RATE_MANAGE_PER_CLIENT = env.str("RATE_MANAGE_PER_CLIENT", default="10/3600")
 RATE_MANAGE_PER_ADDRESS = env.str("RATE_MANAGE_PER_ADDRESS", default="1/900")
 
-# Federation (issue 4): outbound calls. Loopback, link-local and private
-# targets are refused unless one of these networks holds them (CIDRs).
-FEDERATION_ALLOWED_NETWORKS = env.list("FEDERATION_ALLOWED_NETWORKS", default=[])
-# For tests and split-horizon DNS: host names resolved to fixed addresses.
-FEDERATION_HOST_MAP = env.dict("FEDERATION_HOST_MAP", default={})
-FEDERATION_CA_BUNDLE = env.str("FEDERATION_CA_BUNDLE", default="")
-FEDERATION_MAX_RESPONSE_BYTES = env.int("FEDERATION_MAX_RESPONSE_BYTES", default=4 * 1024 * 1024)
-# manage.py import_dump: serve mirrored keys' addresses as unverified fallback answers.
-IMPORT_DUMP_BIND_ADDRESSES = env.bool("IMPORT_DUMP_BIND_ADDRESSES", default=False)
-# GET /ldap-relay (Attester) may query only these LDAP hosts (besides the
-# hosts of configured LDAP sources and, by default, keys.<domain> names).
-LDAP_RELAY_ALLOWED_HOSTS = env.list("LDAP_RELAY_ALLOWED_HOSTS", default=[])
-LDAP_RELAY_ALLOW_KEYS_SUBDOMAINS = env.bool("LDAP_RELAY_ALLOW_KEYS_SUBDOMAINS", default=True)
-# Upstream sources, in order: a JSON list of {"name", "kind": ldap|hkp|vks|wkd,
-# "url", "domains": [authoritative domains], "timeout", "enabled", "options"}.
-# Sources can also be added in the admin.
-FEDERATION_SOURCES = env.json("FEDERATION_SOURCES", default=[])
-FEDERATION_SOURCE_TIMEOUT = env.float("FEDERATION_SOURCE_TIMEOUT", default=5.0)
-# Each process reads the list of enabled sources at most this often.
-SOURCES_CACHE_SECONDS = env.float("SOURCES_CACHE_SECONDS", default=5.0)
-FEDERATION_TOTAL_TIMEOUT = env.float("FEDERATION_TOTAL_TIMEOUT", default=10.0)
-# Ask the organisation's directory first about every address, not only its own domains.
-FEDERATION_ORG_FIRST = env.bool("FEDERATION_ORG_FIRST", default=False)
-FEDERATION_RATE_PER_CLIENT = env.str("FEDERATION_RATE_PER_CLIENT", default="60/60")
-FEDERATION_NEGATIVE_SECONDS = env.int("FEDERATION_NEGATIVE_SECONDS", default=300)
-FEDERATION_BREAKER_FAILURES = env.int("FEDERATION_BREAKER_FAILURES", default=3)
-FEDERATION_BREAKER_SECONDS = env.int("FEDERATION_BREAKER_SECONDS", default=60)
+# Upstream sources, refresh and OIDC issuers: attester/settings_upstreams.py.
+from .settings_upstreams import *  # noqa: E402,F403
 
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [],
@@ -355,10 +343,36 @@ SPECTACULAR_SETTINGS = {
     ],
 }
 
+# Production behind the front server (docs/operations.md: Production
+# settings). Every one is off or mild by default, so `make run` over plain
+# HTTP works; `manage.py check --deploy` says what production still lacks.
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
 SESSION_COOKIE_HTTPONLY = True
-CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE = SITE_URL.startswith("https://")
+_https = SITE_URL.startswith("https://")
+SESSION_COOKIE_SECURE = env.bool("SESSION_COOKIE_SECURE", default=_https)
+CSRF_COOKIE_SECURE = env.bool("CSRF_COOKIE_SECURE", default=_https)
+SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env.bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", default=False)
+SECURE_HSTS_PRELOAD = env.bool("SECURE_HSTS_PRELOAD", default=False)
+SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=False)
+# Plain HTTP stays for the health checks and HKP (hkp:// is HTTP on port 11371).
+SECURE_REDIRECT_EXEMPT = env.list("SECURE_REDIRECT_EXEMPT", default=[r"^healthz$", r"^readyz$", r"^pks/"])
+# "HTTP_X_FORWARDED_PROTO,https": the header the front server sets, and its value for HTTPS.
+_proxy_ssl = env.list("SECURE_PROXY_SSL_HEADER", default=[])
+SECURE_PROXY_SSL_HEADER = (_proxy_ssl[0], _proxy_ssl[1]) if len(_proxy_ssl) == 2 else None
+SECURE_REFERRER_POLICY = env.str("SECURE_REFERRER_POLICY", default="same-origin")
+# Content-Security-Policy (django-csp): the pages and the admin use no
+# inline script or style, so 'self' is enough.
+_csp: dict[str, Any] = {d: ["'self'"] for d in ("default-src", "script-src", "style-src", "form-action")}
+_csp.update({"img-src": ["'self'", "data:"], "object-src": ["'none'"], "base-uri": ["'none'"]})
+_csp.update({"frame-ancestors": ["'none'"], "report-uri": env.str("CSP_REPORT_URI", default="") or None})
+CONTENT_SECURITY_POLICY: dict[str, Any] | None = {"DIRECTIVES": _csp}
+if env.bool("CSP_REPORT_ONLY", default=False):
+    CONTENT_SECURITY_POLICY_REPORT_ONLY, CONTENT_SECURITY_POLICY = CONTENT_SECURITY_POLICY, None
+# How many web processes share the database (gunicorn reads it too); with
+# SQLite more than one is warned about.
+WEB_CONCURRENCY = env.int("WEB_CONCURRENCY", default=1)
 
 # Logs (keys/logs.py): one line per event with the request id, JSON with
 # LOG_FORMAT=json; tokens, keys and secrets never reach a line.

@@ -1,8 +1,9 @@
 """URL map: one view module per protocol (HKP, VKS, WKD, Attester, LDAP, pages, health)."""
 
+from csp.decorators import csp_update
 from django.contrib import admin
 from django.urls import include, path, re_path
-from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
+from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
 from keys.views import attester, health, hkp, ldap, metrics, vks, web, wkd
 
@@ -44,7 +45,15 @@ urlpatterns = [
     path("lookup/email", attester.LookupEmail.as_view(), name="attester-lookup-email"),
     # The OpenAPI 3 schema of the VKS and Attester APIs, and a page to browse it (assets served here).
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    # The split view serves its script as a file (no inline script); Swagger
+    # UI sets inline styles, allowed on this page only.
+    path(
+        "api/docs/",
+        csp_update({"style-src": ["'unsafe-inline'"]})(
+            SpectacularSwaggerSplitView.as_view(url_name="api-schema")
+        ),
+        name="api-docs",
+    ),
     path("", web.index, name="index"),
     path("search", web.search, name="search"),
     path("upload", web.upload, name="upload"),

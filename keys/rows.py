@@ -18,10 +18,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
-from django.db import OperationalError, connection
+from django.db import DEFAULT_DB_ALIAS, OperationalError, connection, connections
+from django.db.backends.base.base import BaseDatabaseWrapper
 from django.utils.dateparse import parse_datetime
 
-from . import clock
+from . import clock, replica
 
 # Times as seconds since the epoch on PostgreSQL: a float loads in C, while
 # Django's own loader for timestamptz is written in Python and costs more
@@ -186,35 +187,41 @@ def _key(values: tuple[Any, ...]) -> KeyRow:
 def fetch(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
     """Run one read statement; prepared on PostgreSQL.
 
-    A lookup is read-only, so a connection found broken (PostgreSQL
-    restarted under a persistent connection) is replaced and the statement
-    run once more, instead of a per-request health check round trip.
+    It reads the replica when keys.replica allows it, else the primary. A
+    lookup is read-only, so a connection found broken (PostgreSQL restarted
+    under a persistent connection) is replaced and the statement run once
+    more, instead of a per-request health check round trip; a replica that
+    does not answer twice is left for the primary.
     """
-    for attempt in (1, 2):
+    alias = replica.read_alias()
+    for attempt in (1, 2, 3):
+        conn = connections[alias]
         try:
-            return _execute(sql, params)
+            return _execute(conn, sql, params)
         except OperationalError:
-            if attempt == 2 or connection.in_atomic_block:
+            if conn.in_atomic_block or attempt == 3 or (attempt == 2 and alias == DEFAULT_DB_ALIAS):
                 raise
-            connection.close()
+            conn.close()
+            if attempt == 2:
+                alias = DEFAULT_DB_ALIAS
     return []
 
 
-def _execute(sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
-    if connection.vendor != "postgresql":
-        with connection.cursor() as cursor:
+def _execute(conn: BaseDatabaseWrapper, sql: str, params: list[Any]) -> list[tuple[Any, ...]]:
+    if conn.vendor != "postgresql":
+        with conn.cursor() as cursor:
             cursor.execute(sql, params)
             return list(cursor.fetchall())
     # Skip Django's per-request "SELECT 1": a broken connection is retried above.
-    connection.health_check_done = True  # type: ignore[attr-defined]
-    connection.ensure_connection()
+    conn.health_check_done = True  # type: ignore[attr-defined]
+    conn.ensure_connection()
     started = time.monotonic()
-    with connection.wrap_database_errors, psycopg.Cursor(connection.connection) as cursor:
+    with conn.wrap_database_errors, psycopg.Cursor(conn.connection) as cursor:
         # Server-side binding, so PostgreSQL plans the statement once per connection.
         cursor.execute(sql, params, prepare=True)
         found = list(cursor.fetchall())
-    if connection.queries_logged:  # counted like Django's own (DEBUG, assertNumQueries)
-        connection.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
+    if conn.queries_logged:  # counted like Django's own (DEBUG, assertNumQueries)
+        conn.queries_log.append({"sql": sql, "time": f"{time.monotonic() - started:.3f}"})
     return found
 
 

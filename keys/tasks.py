@@ -12,6 +12,7 @@ from typing import Any
 from celery import shared_task
 from django.db import DatabaseError, transaction
 
+from . import heartbeat as beats
 from .models import Binding, Key, OutboxMail
 from .services import outbox
 from .services.housekeeping import prune
@@ -42,6 +43,12 @@ def sweep_outbox() -> dict[str, int]:
 def housekeeping_task() -> dict[str, int]:
     """Prune expired tokens, uploads never confirmed and old events."""
     return prune()
+
+
+@shared_task(name="keys.tasks.heartbeat", ignore_result=True)
+def heartbeat(queue: str) -> None:
+    """Sent by beat to each queue: the worker that runs it is alive there."""
+    beats.worker_answered(queue)
 
 
 # Messages queued by a version before the outbox still name these tasks:

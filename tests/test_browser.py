@@ -142,3 +142,21 @@ def test_the_pages_render_in_german(browser, site):
         assert words.lower() in page.content().lower(), path
     page.screenshot(path=str(SHOTS / "upload_de.png"), full_page=True)
     page.close()
+
+
+@pytest.mark.parametrize("path", ["/", "/upload", "/about/api", "/api/docs/"])
+def test_pages_run_under_the_content_security_policy(browser, site, path):
+    """Chromium enforces the CSP header: no violation, and the API page
+    (Swagger UI from the sidecar) renders every operation."""
+    page = browser.new_page()
+    violations: list[str] = []
+    page.on("console", lambda m: violations.append(m.text) if "Content Security Policy" in m.text else None)
+    response = page.goto(site + path)
+    assert response is not None and response.status == 200
+    assert "default-src 'self'" in (response.headers.get("content-security-policy") or "")
+    if path == "/api/docs/":
+        page.wait_for_selector(".opblock", timeout=15_000)
+        assert page.locator(".opblock").count() >= 13
+    page.wait_for_timeout(300)
+    page.close()
+    assert not violations, violations

@@ -26,6 +26,19 @@ def test_docker_compose_brings_up_the_whole_stack():
     assert services["worker"]["environment"] == env  # one configuration for every process
 
 
+def test_docker_compose_runs_a_worker_for_each_queue():
+    services = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"]
+    queues = {}
+    for name, service in services.items():
+        command = service.get("command") or []
+        if "worker" in command and "celery" in command:
+            for queue in command[command.index("-Q") + 1].split(","):
+                queues[queue] = name
+            assert "public:/srv/public" in service["volumes"], name  # refresh and pruning change files
+    assert set(queues) == {"mail", "refresh", "housekeeping", "celery"}  # celery: left by older versions
+    assert sum("beat" in (s.get("command") or []) for s in services.values()) == 1  # exactly one beat
+
+
 def test_the_dockerfile_runs_the_wsgi_app_with_ldap_support():
     dockerfile = (ROOT / "Dockerfile").read_text()
     assert "requirements-ldap.txt" in dockerfile and "attester.wsgi" in dockerfile
@@ -35,7 +48,9 @@ def test_the_dockerfile_runs_the_wsgi_app_with_ldap_support():
 def test_every_setting_is_in_env_example():
     import re
 
-    settings_text = (ROOT / "attester" / "settings.py").read_text()
+    settings_text = "".join(
+        p.read_text() for p in (ROOT / "attester").glob("settings*.py") if p.stem != "settings_test"
+    )
     names = set(re.findall(r'env\.\w+\(\s*"([A-Z_]+)"', settings_text))
     example = (ROOT / ".env.example").read_text()
     missing = sorted(n for n in names if n not in example)

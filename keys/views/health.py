@@ -6,15 +6,22 @@ unready: every request path works without it (keys.cache), and a load
 balancer that took every node out whenever Redis blinked would turn a
 degraded service into an outage. Only staff see the errors themselves; to
 anyone else a failed part is a name, never a host, port or message.
+
+With a broker, "celery" says whether a worker answered a heartbeat within
+the last minute (on which queues) and when beat last sent a task
+(keys.heartbeat); a silent worker or beat degrades the node, nothing more:
+mail waits in the outbox. A replica that does not answer degrades it too,
+since lookups then read the primary.
 """
 
 from __future__ import annotations
 
 from django.conf import settings
 from django.core.cache import caches
-from django.db import connection
+from django.db import connections
 from django.http import HttpRequest, HttpResponse, JsonResponse
 
+from .. import heartbeat, replica
 from ..cache import ResilientRedisCache
 
 
@@ -22,9 +29,11 @@ def healthz(request: HttpRequest) -> HttpResponse:
     return HttpResponse("ok\n", content_type="text/plain")
 
 
-def _database() -> str | None:
+def _database(alias: str = "default") -> str | None:
+    if alias != "default" and alias not in settings.DATABASES:
+        return None
     try:
-        with connection.cursor() as cursor:
+        with connections[alias].cursor() as cursor:
             cursor.execute("SELECT 1")
     except Exception as exc:  # readiness reports any failure, it never raises
         return str(exc)
@@ -55,9 +64,28 @@ def _is_staff(request: HttpRequest) -> bool:
         return False
 
 
+def _celery() -> tuple[dict[str, object] | None, dict[str, str]]:
+    """The heartbeats, and what is missing of them (nothing without a broker:
+    tasks then run in the web process)."""
+    if settings.CELERY_TASK_ALWAYS_EAGER:
+        return None, {}
+    beats = heartbeat.status(tuple(settings.CELERY_QUEUES))
+    missing = {}
+    if not beats["worker_answered"]:
+        missing["worker"] = "no worker answered within the last minute"
+    if not beats["beat_recent"]:
+        missing["beat"] = f"beat last ran {beats['beat_last_ran'] or 'never'}"
+    return beats, missing
+
+
 def readyz(request: HttpRequest) -> HttpResponse:
     failed = {name: error for name, error in (("database", _database()),) if error}
-    degraded = {name: error for name, error in (("redis", _redis()),) if error}
+    celery, missing = _celery()
+    degraded = {
+        name: error
+        for name, error in (("redis", _redis()), ("replica", _database(replica.REPLICA)), *missing.items())
+        if error
+    }
     # Staff are known by their session, which is read from the database.
     if not failed and _is_staff(request):
         failed, degraded = ({name: error[:300] for name, error in d.items()} for d in (failed, degraded))
@@ -68,4 +96,6 @@ def readyz(request: HttpRequest) -> HttpResponse:
         body["failed"] = failed
     if degraded:
         body["degraded"] = degraded
+    if celery is not None:
+        body["celery"] = celery
     return JsonResponse(body, status=503 if failed else 200)

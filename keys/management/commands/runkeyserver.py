@@ -21,6 +21,7 @@ from django.core.management.base import BaseCommand
 from django.db import close_old_connections, connections
 
 from attester.celery import app, beat_schedule
+from keys import heartbeat
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +38,8 @@ def run_schedule_in_process(stop: threading.Event, first_delay: float = 5.0) -> 
                 continue
             next_run[name] = time.monotonic() + float(entry["schedule"])  # type: ignore[arg-type]
             try:
-                app.tasks[str(entry["task"])].apply()
+                app.tasks[str(entry["task"])].apply(entry.get("args", ()))  # type: ignore[arg-type]
+                heartbeat.beat_ran()
             except Exception:  # a failing job must not stop the scheduler
                 log.exception("periodic job %s failed", name)
             finally:

@@ -139,7 +139,6 @@ DATABASES = {"default": env.db("DATABASE_URL", default=f"sqlite:///{VAR_DIR / 'k
 # write and every read that must see one reads the primary (keys/replica.py).
 DATABASE_REPLICA_URL = env.str("DATABASE_REPLICA_URL", default="")
 if DATABASE_REPLICA_URL:
-    # The test runner makes no database of its own for it: it reads the primary's.
     DATABASES["replica"] = {**env.db("DATABASE_REPLICA_URL"), "TEST": {"MIRROR": "default"}}
 DATABASE_ROUTERS = ["keys.replica.PrimaryReplicaRouter"]
 # After an unsafe request a browser reads the primary for this long (replication lag).
@@ -153,11 +152,14 @@ else:
     # per connection; the ORM's client-side cursors are not affected. Set it
     # empty behind a transaction-pooling proxy that cannot keep them.
     _prepare = env.str("DB_PREPARE_THRESHOLD", default="5")
+    # Persistent connections, or DB_POOL=N: psycopg's pool of N per process (measured).
+    _pool = env.int("DB_POOL", default=0)
     for _db in DATABASES.values():
-        # Persistent connections (docs/operations.md: measured against a new one per request).
-        _db["CONN_MAX_AGE"] = env.int("CONN_MAX_AGE", default=60)
-        _db["CONN_HEALTH_CHECKS"] = True
+        _db["CONN_MAX_AGE"] = 0 if _pool else env.int("CONN_MAX_AGE", default=60)
+        _db["CONN_HEALTH_CHECKS"] = not _pool
         _db.setdefault("OPTIONS", {})["prepare_threshold"] = int(_prepare) if _prepare else None
+        if _pool:
+            _db["OPTIONS"]["pool"] = {"min_size": 1, "max_size": _pool, "timeout": 10}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 # Rate limits, negative caches and circuit breakers live here, so every
@@ -248,8 +250,7 @@ STATIC_URL = "static/"
 STATIC_ROOT = VAR_DIR / "static"
 STATIC_ROOT.mkdir(parents=True, exist_ok=True)
 STATICFILES_DIRS = [BASE_DIR / "static"]
-# Serve static files straight from the app folders (no collectstatic needed).
-WHITENOISE_USE_FINDERS = True
+WHITENOISE_USE_FINDERS = True  # static files straight from the apps (no collectstatic needed)
 STORAGES = {
     "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
     "staticfiles": {

@@ -8,8 +8,8 @@ VKS. It reports requests per second and the CPU per request of gunicorn and
 of PostgreSQL (the postmaster forks a backend for each new connection; the
 CPU of backends that exited is counted through the postmaster's cutime).
 
-Django's psycopg pool (OPTIONS "pool") needs the psycopg-pool package; it
-is measured too when that is installed, and skipped otherwise.
+Django's psycopg pool (DB_POOL=2: OPTIONS "pool", 2 connections per
+process) is measured third.
 """
 
 from __future__ import annotations
@@ -159,6 +159,8 @@ def main() -> None:
         measure(pg, env, fingerprint, "CONN_MAX_AGE=60", CONN_MAX_AGE="60")
         if importlib.util.find_spec("psycopg_pool") is None:
             print("psycopg pool: not measured (the psycopg-pool package is not installed)")
+        else:
+            measure(pg, env, fingerprint, "DB_POOL=2      ", DB_POOL="2")
     finally:
         pg.remove()
         shutil.rmtree(var, ignore_errors=True)

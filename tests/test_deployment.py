@@ -55,3 +55,26 @@ def test_every_setting_is_in_env_example():
     example = (ROOT / ".env.example").read_text()
     missing = sorted(n for n in names if n not in example)
     assert not missing, f".env.example lacks {missing}"
+
+
+def test_db_pool_gives_each_process_a_psycopg_pool_that_answers():
+    import subprocess
+    import sys
+
+    code = (
+        "import django; django.setup(); from django.db import connection;"
+        "[connection.cursor().execute('SELECT 1') for _ in range(3)];"
+        "pool = connection.pool;"
+        "print(type(pool).__name__, pool.max_size, connection.settings_dict['CONN_MAX_AGE'])"
+    )
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "DJANGO_SETTINGS_MODULE": "attester.settings",
+        "DATABASE_URL": "postgres://postgres@127.0.0.1:5432/postgres",
+        "DB_POOL": "3",
+    }
+    done = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[-3:] == ["ConnectionPool", "3", "0"]

@@ -17,6 +17,8 @@ import environ
 
 from keys.logs import init_sentry, logging_config
 
+from .settings_api import rest_framework_settings, spectacular_settings
+
 # pysequoia attaches a full Rust backtrace to every error when this is 1: it
 # costs time and memory and must never reach a user. Set here, once, before
 # anything can call into the OpenPGP library.
@@ -299,6 +301,9 @@ RATE_UPLOAD_PER_CLIENT = env.str("RATE_UPLOAD_PER_CLIENT", default="60/3600")
 
 HOUSEKEEPING_SECONDS = env.int("HOUSEKEEPING_SECONDS", default=3600)
 EVENT_RETENTION_DAYS = env.int("EVENT_RETENTION_DAYS", default=365)
+# What events keep of a client address: truncate (/24, /48), hash, keep or drop (keys/privacy.py).
+EVENT_CLIENT_ADDRESSES = env.str("EVENT_CLIENT_ADDRESSES", default="truncate")
+OUTBOX_RETENTION_DAYS = env.int("OUTBOX_RETENTION_DAYS", default=30)
 UNCONFIRMED_RETENTION_DAYS = env.int("UNCONFIRMED_RETENTION_DAYS", default=14)
 
 RATE_WELCOME_PER_CLIENT = env.str("RATE_WELCOME_PER_CLIENT", default="10/3600")
@@ -309,40 +314,9 @@ RATE_MANAGE_PER_ADDRESS = env.str("RATE_MANAGE_PER_ADDRESS", default="1/900")
 # Upstream sources, refresh and OIDC issuers: attester/settings_upstreams.py.
 from .settings_upstreams import *  # noqa: E402,F403
 
-REST_FRAMEWORK = {
-    "DEFAULT_AUTHENTICATION_CLASSES": [],
-    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.AllowAny"],
-    "UNAUTHENTICATED_USER": None,
-    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    # Errors in each protocol's own format (keys/views/rest.py).
-    "EXCEPTION_HANDLER": "keys.views.rest.exception_handler",
-}
-# /api/schema/ and /api/docs/ (drf-spectacular); Swagger UI from the sidecar
-# package, served by this server (no CDN).
-SPECTACULAR_SETTINGS = {
-    "TITLE": "Keyserver API: VKS and Attester",
-    "DESCRIPTION": (
-        "The JSON and armored-key APIs of this keyserver: VKS as keys.openpgp.org serves it, and "
-        'FlowCrypt\'s Attester with its legacy endpoints. VKS errors are `{"error": "…"}`, Attester '
-        'errors `{"error": {"code", "message"}}`. HKP and WKD are described in docs/api.md '
-        "and docs/wkd.md."
-    ),
-    "VERSION": "1",
-    "SERVE_INCLUDE_SCHEMA": False,
-    "SERVERS": [{"url": SITE_URL}],
-    "TAGS": [
-        {"name": "VKS", "description": "The VKS API of keys.openpgp.org (Hagrid)."},
-        {"name": "Attester", "description": "FlowCrypt's Attester API, current and legacy shapes."},
-    ],
-    "SWAGGER_UI_DIST": "SIDECAR",
-    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
-    "REDOC_DIST": "SIDECAR",
-    "POSTPROCESSING_HOOKS": [
-        "drf_spectacular.hooks.postprocess_schema_enums",
-        "keys.views.schemas.retry_after",
-    ],
-}
+# The JSON APIs as DRF views, their schema and docs page (attester/settings_api.py).
+REST_FRAMEWORK = rest_framework_settings()
+SPECTACULAR_SETTINGS = spectacular_settings(SITE_URL)
 
 # Production behind the front server (docs/operations.md: Production
 # settings). Every one is off or mild by default, so `make run` over plain

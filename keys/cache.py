@@ -101,8 +101,26 @@ class ResilientRedisCache(RedisCache):
         return self._call("delete_many", *args, **kwargs)
 
     def clear(self) -> Any:
+        """Delete this server's keys only (those under its KEY_PREFIX), not
+        the whole Redis database, which other programs (or another
+        keyserver, or a parallel test run) may share."""
         self._memory.clear()
-        return self._call("clear")
+        if time.monotonic() < self._retry_at:
+            return None
+        try:
+            client = self._client()
+            pattern = self.make_key("*").replace(":1:*", ":*")  # every version
+            batch: list[bytes] = []
+            for name in client.scan_iter(match=pattern, count=1000):
+                batch.append(name)
+                if len(batch) >= 1000:
+                    client.delete(*batch)
+                    batch = []
+            if batch:
+                client.delete(*batch)
+        except RedisError as exc:
+            self._unreachable(exc)
+        return None
 
     def ping(self) -> None:
         """Ask Redis itself (for /readyz), whatever the fallback does; raises when away."""

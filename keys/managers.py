@@ -19,7 +19,7 @@ from django.conf import settings
 from django.db import models
 from django.db.models import Case, IntegerField, Q, QuerySet, Value, When
 
-from . import clock, rows
+from . import clock, privacy, rows
 from .rows import BindingRow, KeyRow, StoredCopy
 
 if TYPE_CHECKING:
@@ -169,7 +169,7 @@ class EventManager(models.Manager["Event"]):
             key=key,
             fingerprint=key.fingerprint if key else "",
             address=address,
-            actor=actor[:150],
+            actor=privacy.client_for_log(actor)[:150],
             detail=detail,
             at=clock.now(),
         )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -78,3 +79,26 @@ def test_db_pool_gives_each_process_a_psycopg_pool_that_answers():
     )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[-3:] == ["ConnectionPool", "3", "0"]
+
+
+@pytest.mark.django_db
+def test_a_test_run_has_its_own_database_and_cache_keys(settings):
+    """Two runs at once (two checkouts) must not drop each other's database
+    or flush each other's counters."""
+    import os
+
+    import redis
+    from django.core.cache import cache
+    from django.db import connection
+
+    assert connection.settings_dict["NAME"].endswith(f"_{os.getpid()}")
+    assert settings.CACHES["default"]["KEY_PREFIX"] == f"test{os.getpid()}"
+    other = redis.Redis.from_url(settings.REDIS_URL)
+    other.set("another-run:1:rl:upload-ip:x", b"5")
+    try:
+        cache.set("ours", 1)
+        cache.clear()
+        assert cache.get("ours") is None
+        assert other.get("another-run:1:rl:upload-ip:x") == b"5"
+    finally:
+        other.delete("another-run:1:rl:upload-ip:x")

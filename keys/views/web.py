@@ -11,6 +11,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 
 from federation import serve
 
+from .. import privacy
 from ..errors import InvalidKey, KeyserverError, NoKeyUploaded
 from ..identifiers import group_fingerprint, normalize_email, parse_address, parse_search
 from ..models import Binding
@@ -177,4 +178,4 @@ def about_api(request: HttpRequest) -> HttpResponse:
 
 @require_safe
 def about_privacy(request: HttpRequest) -> HttpResponse:
-    return render(request, "about_privacy.html")
+    return render(request, "about_privacy.html", privacy.facts())

@@ -78,7 +78,7 @@ _site_host = SITE_URL.split("://", 1)[-1].split("/", 1)[0].split(":")[0]
 if _site_host and _site_host not in ALLOWED_HOSTS:
     ALLOWED_HOSTS.append(_site_host)
 CSRF_TRUSTED_ORIGINS = env.list("CSRF_TRUSTED_ORIGINS", default=[SITE_URL])
-
+CSRF_FAILURE_VIEW = "keys.views.pages.csrf_failure"  # a styled 403: reload the page, allow cookies
 # Client addresses: REMOTE_ADDR, unless the request came through one of these
 # proxies, in which case the right-most untrusted X-Forwarded-For entry.
 TRUSTED_PROXIES = env.list("TRUSTED_PROXIES", default=[])

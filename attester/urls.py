@@ -73,3 +73,5 @@ urlpatterns = [
 
 # A database outage is a 503 in the protocol's format (keys/views/http.py).
 handler500 = "keys.views.http.server_error"
+# No such path: a page of the site, or the protocol's own format (keys/views/http.py).
+handler404 = "keys.views.http.not_found"

@@ -3,10 +3,12 @@ the audit trail."""
 
 from __future__ import annotations
 
+from django.conf import settings
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.functional import lazy
 from django.utils.html import format_html, format_html_join
 from django.utils.translation import gettext_lazy as _
 
@@ -16,6 +18,10 @@ from .errors import KeyserverError
 from .identifiers import group_fingerprint
 from .models import Binding, Event, Key, OutboxMail, PolicyBlock, VerificationToken
 from .services import imports, outbox, policy
+
+# The site's name instead of "Django administration" (read when shown: settings may change in tests).
+admin.site.site_header = admin.site.site_title = lazy(lambda: settings.SITE_NAME, str)()
+ADDRESSES_LISTED = 2  # in the key list; the rest is a count, the key's page has them all
 
 
 def _actor(request: HttpRequest) -> str:
@@ -66,7 +72,7 @@ class KeyAdmin(admin.ModelAdmin):
         "blocked",
         "origin",
         "addresses",
-        "next_refresh_at",
+        "next_refresh",
         "refresh_failures",
     )
     list_filter = ("revoked", "blocked", "origin", RefreshFilter, "bindings__state", "bindings__validation")
@@ -111,7 +117,17 @@ class KeyAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("addresses"))
     def addresses(self, key: Key) -> str:
-        return ", ".join(f"{b.address} ({b.state})" for b in key.bindings.all())
+        bindings = list(key.bindings.all())
+        shown = ", ".join(f"{b.address} ({b.state})" for b in bindings[:ADDRESSES_LISTED])
+        more = len(bindings) - ADDRESSES_LISTED
+        return f"{shown} +{more}" if more > 0 else shown
+
+    @admin.display(description=_("next refresh"), ordering="next_refresh_at")
+    def next_refresh(self, key: Key) -> str:
+        """The date and minute only: the full timestamp made the column too wide."""
+        if key.next_refresh_at is None:
+            return "-"
+        return timezone.localtime(key.next_refresh_at).strftime("%Y-%m-%d %H:%M")
 
     @admin.display(description=_("certificate"))
     def summary(self, key: Key) -> str:

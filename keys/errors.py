@@ -69,6 +69,11 @@ class RateLimited(KeyserverError):
     default_message = _("Too many requests. Please try again later.")
 
 
+class ServerError(KeyserverError):
+    status = 500
+    default_message = _("Something went wrong on the server. Please try again later.")
+
+
 class RemovedByPolicy(KeyserverError):
     status = 403
     default_message = _("This key or address has been removed from distribution.")

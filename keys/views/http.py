@@ -20,18 +20,18 @@ from django.core.exceptions import DisallowedHost, RequestDataTooBig
 from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.middleware.csrf import CsrfViewMiddleware
-from django.shortcuts import render
 from django.urls import Resolver404, resolve
 from django.utils import translation
 from django.utils.cache import get_conditional_response, patch_vary_headers
 from django.utils.http import http_date
-from django.views import defaults
+from django.utils.translation import gettext as _
 
 from federation.serve import Served, armored, modified
 
 from .. import degraded
-from ..errors import KeyserverError, KeyTooLarge, NotFound, Unavailable
+from ..errors import KeyserverError, KeyTooLarge, NotFound, ServerError, Unavailable
 from ..models import Binding, Key
+from . import pages
 
 PGP_KEYS = "application/pgp-keys"
 
@@ -202,9 +202,7 @@ def _error_body(request: HttpRequest, error: KeyserverError) -> HttpResponse:
         return HttpResponse(
             error.message + "\n", status=error.status, content_type="text/plain; charset=utf-8"
         )
-    return render(
-        request, "error.html", {"message": error.message, "status": error.status}, status=error.status
-    )
+    return pages.error_page(request, error)
 
 
 def _declared_length(request: HttpRequest) -> int:
@@ -271,11 +269,22 @@ def unavailable(request: HttpRequest, error: Exception) -> HttpResponse:
 
 def server_error(request: HttpRequest) -> HttpResponse:
     """handler500: an exception no view or middleware handled. A database
-    outage is a 503 in the protocol's format; anything else Django's 500."""
+    outage is a 503 in the protocol's format; anything else a 500, in the
+    protocol's format or, on a page, the site's own."""
     error = sys.exc_info()[1]
     if isinstance(error, UNAVAILABLE):
         return unavailable(request, error)
-    return defaults.server_error(request)
+    if protocol_of(request.path) != "html":
+        return error_response(request, ServerError())
+    return pages.server_error_page(request)
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """handler404: no such path (or Http404). A page of the site; on the
+    protocol paths, their own format."""
+    if protocol_of(request.path) != "html":
+        return error_response(request, NotFound(_("Not found.")))
+    return pages.not_found_page(request)
 
 
 # The protocol front-ends that ProtocolMiddleware takes through the short way.

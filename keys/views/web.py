@@ -12,7 +12,7 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from federation import serve
 
 from .. import privacy
-from ..errors import InvalidKey, KeyserverError, NoKeyUploaded
+from ..errors import InvalidKey, NoKeyUploaded
 from ..identifiers import group_fingerprint, normalize_email, parse_address, parse_search
 from ..models import Binding
 from ..services import manage as owner
@@ -58,13 +58,11 @@ def _upload_body(request: HttpRequest) -> bytes:
 def upload(request: HttpRequest) -> HttpResponse:
     if request.method != "POST":
         return render(request, "upload.html")
+    # Errors (an empty form, garbage, a secret key, too large, too many) are
+    # shown on this page with the form as filled in (pages.py).
     client = client_ip(request)
     submission.check_rate(client)
-    data = _upload_body(request)  # an empty form is an error page of its own
-    try:
-        result = submission.store(data, client=client, actor=f"web {client}")
-    except KeyserverError as exc:
-        return render(request, "upload.html", {"error": exc.message}, status=exc.status)
+    result = submission.store(_upload_body(request), client=client, actor=f"web {client}")
     items = [
         {
             "key": item.key,

@@ -203,6 +203,13 @@ class OutboxMailManager(models.Manager["OutboxMail"]):
         rows = self.filter(address=address, kind__in=list(kinds), created__gte=since)
         return rows.filter(state__in=["queued", "sent"]).count()
 
+    def counted_times(self, address: str, kinds: Iterable[str], since: datetime) -> list[datetime]:
+        """When the mails `counted` counts were queued, oldest first."""
+        rows = self.filter(address=address, kind__in=list(kinds), created__gte=since)
+        return list(
+            rows.filter(state__in=["queued", "sent"]).order_by("created").values_list("created", flat=True)
+        )
+
     def queue_summary(self) -> tuple[int, datetime | None]:
         """Queued mails and when the oldest was queued (the partial index on
         queued rows keeps this cheap however many were sent)."""

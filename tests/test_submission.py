@@ -43,6 +43,39 @@ def test_pks_add_twice_sends_no_second_mail(client, cast, mailoutbox):
     assert len(mailoutbox) == 2
 
 
+def test_pks_add_says_per_address_what_happened_to_the_mail(client, cast, mailoutbox):
+    first = client.post("/pks/add", {"keytext": cast.alice.text}).content.decode()
+    assert "alice@example.org: pending. A confirmation mail was sent now." in first
+    assert "marked pending" not in first
+    again = client.post("/pks/add", {"keytext": cast.alice.text}).content.decode()
+    assert "alice@example.org: pending. Already pending: the confirmation mail was sent earlier." in again
+    assert "sent now" not in again
+    assert len(mailoutbox) == 2
+
+
+def test_pks_add_names_the_address_limit_and_when_to_retry(client, cast, mailoutbox, settings):
+    from keys import clock
+    from keys.models import OutboxMail
+
+    settings.RATE_MAIL_PER_ADDRESS = "1/3600"
+    now = clock.now()
+    OutboxMail.objects.create(  # a confirmation mail asked for with another key
+        kind=OutboxMail.Kind.VERIFY,
+        address="alice@example.org",
+        params={},
+        state=OutboxMail.State.SENT,
+        created=now,
+        next_attempt_at=now,
+        deadline=now,
+    )
+    answer = client.post("/pks/add", {"keytext": cast.alice.text}).content.decode()
+    line = next(x for x in answer.splitlines() if "alice@example.org" in x)
+    assert "No confirmation mail was sent (the limit for this address); try again after 20" in line
+    assert line.endswith(" UTC.")
+    assert "alice@work.example.com: pending. A confirmation mail was sent now." in answer
+    assert [m.to for m in mailoutbox].count(["alice@work.example.com"]) == 1
+
+
 def test_pks_add_with_a_keyring_stores_every_key(client, cast):
     response = client.post("/pks/add", {"keytext": cast.keyring3.text})
     assert response.status_code == 200

@@ -8,6 +8,7 @@ blocks and the merge rules hold on every path (publication rule 1).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from django.db import IntegrityError, transaction
 from django.utils.translation import gettext as _
@@ -21,6 +22,9 @@ from .limits import limits
 from .locking import locked_key
 from .schedule import next_refresh, refreshable
 
+if TYPE_CHECKING:
+    from .verification import Mailing
+
 
 @dataclass
 class KeyResult:
@@ -32,6 +36,8 @@ class KeyResult:
     problems: list[tuple[str, str]] = field(default_factory=list)
     # The key's (address, state, mail out) after the submission, when it read them.
     states: list[tuple[str, str, bool]] | None = None
+    # What the submission's confirmation request did per address, when it made one.
+    mails: dict[str, Mailing] = field(default_factory=dict)
 
 
 @dataclass

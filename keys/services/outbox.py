@@ -76,8 +76,17 @@ def wake(pk: int) -> None:
 def sent_within(address: str, kind: str, rate: str) -> bool:
     """True while `address` has had as many mails of `kind` as `rate`
     ("count/seconds") allows: mails queued or sent count, failed ones do not."""
+    return free_at(address, kind, rate) is not None
+
+
+def free_at(address: str, kind: str, rate: str) -> datetime | None:
+    """When `rate` allows `address` another mail of `kind`; None while it does now."""
     count, seconds = (int(part) for part in rate.split("/", 1))
-    return OutboxMail.objects.counted(address, [kind], clock.now() - timedelta(seconds=seconds)) >= count
+    window = timedelta(seconds=seconds)
+    times = OutboxMail.objects.counted_times(address, [kind], clock.now() - window)
+    if len(times) < count:
+        return None
+    return times[len(times) - count] + window
 
 
 def deliver(pk: int) -> str:

@@ -67,7 +67,9 @@ def store(
             item.states = Binding.objects.states(item.key)
             addresses = unconfirmed(item.states)
             if addresses:
-                verification.request_verification(item.key, addresses, client=client, locale=locale)
+                item.mails = verification.request_verification(
+                    item.key, addresses, client=client, locale=locale
+                )
                 item.states = Binding.objects.states(item.key)
     return result
 

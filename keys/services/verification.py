@@ -8,6 +8,8 @@ OIDC id_token on the Attester API, the organisation's directory).
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 
 from django.conf import settings
 from django.db import transaction
@@ -24,6 +26,17 @@ Validation = Binding.Validation
 CONFIRMABLE = publication.CONFIRMABLE
 
 
+@dataclass(frozen=True)
+class Mailing:
+    """What a request did for one address: a mail queued now, or none
+    because the address's limit is reached until `retry_at` (`earlier`: its
+    mail from before is still out, so the address stays pending)."""
+
+    sent: bool
+    earlier: bool = False
+    retry_at: datetime | None = None
+
+
 def request_verification(
     key: Key,
     addresses: Iterable[str],
@@ -32,8 +45,9 @@ def request_verification(
     locale: str = "",
     actor: str = "",
     replace: bool = False,
-) -> None:
-    """Mail a confirmation link to each requested address (publication rule 8).
+) -> dict[str, Mailing]:
+    """Mail a confirmation link to each requested address (publication rule 8);
+    what was done for each address a mail was considered for.
 
     Addresses already published are left alone. A repeat for the same address
     within its limit sends nothing (a 429 there would tell a stranger that
@@ -41,42 +55,50 @@ def request_verification(
     a 429; what was sent before it stays sent.
     """
     requested = list(dict.fromkeys(addresses))[: settings.MAX_MAILS_PER_UPLOAD]
+    done: dict[str, Mailing] = {}
     if not requested:
-        return
+        return done
     limited = False
     with locked_key(key.pk) as key:
         if key.revoked or key.blocked:
-            return
+            return done
         organisation = Source.objects.authoritative_domains()
         for binding in key.bindings.filter(address__in=requested).order_by("id"):
             if binding.state not in CONFIRMABLE or binding.domain in organisation:
                 continue  # rule 7: not published over the organisation's directory
-            if not _mail_one(key, binding, client=client, locale=locale, actor=actor, replace=replace):
+            mailing = _mail_one(key, binding, client=client, locale=locale, actor=actor, replace=replace)
+            if mailing is None:
                 limited = True
                 break
+            done[binding.address] = mailing
     if limited:
         raise RateLimited(
             _("Too many confirmation mails were requested from your address. Please try again later.")
         )
+    return done
 
 
-def _mail_one(key: Key, binding: Binding, *, client: str, locale: str, actor: str, replace: bool) -> bool:
-    """Mark one address pending and queue its mail, within the limits; False
+def _mail_one(
+    key: Key, binding: Binding, *, client: str, locale: str, actor: str, replace: bool
+) -> Mailing | None:
+    """Mark one address pending and queue its mail, within the limits; None
     when the client's limit is reached.
 
     The address's limit counts the confirmation mails queued or sent to it
     (the outbox), not requests: a request that failed spent nothing.
     """
-    if outbox.sent_within(binding.address, OutboxMail.Kind.VERIFY, settings.RATE_MAIL_PER_ADDRESS):
-        if OutboxMail.objects.outstanding_for(binding.pk):
+    retry_at = outbox.free_at(binding.address, OutboxMail.Kind.VERIFY, settings.RATE_MAIL_PER_ADDRESS)
+    if retry_at is not None:
+        earlier = OutboxMail.objects.outstanding_for(binding.pk)
+        if earlier:
             publication.mark_pending(binding)  # its mail is out: pending, as the owner expects
-        return True
+        return Mailing(sent=False, earlier=earlier, retry_at=retry_at)
     if not ratelimit.allow(f"mail-ip:{client}", settings.RATE_MAIL_PER_CLIENT):
-        return False
+        return None
     publication.mark_pending(binding)
     Event.objects.record("verification_requested", key=key, address=binding.address, actor=actor or client)
     outbox.enqueue(OutboxMail.Kind.VERIFY, binding.address, binding=binding, locale=locale, replace=replace)
-    return True
+    return Mailing(sent=True)
 
 
 def verification_target(plain: str) -> VerificationToken:

@@ -8,6 +8,7 @@ adds `exact=on`. Errors are text/plain.
 from __future__ import annotations
 
 import json
+from datetime import UTC
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
@@ -23,6 +24,7 @@ from ..errors import InvalidKey, InvalidQuery, NoKeyUploaded, NotFound
 from ..identifiers import Query, parse_search
 from ..models import Subkey
 from ..services import answers, submission
+from ..services.verification import Mailing
 from .http import address_status, answer, client_ip, key_response, raw_query
 
 TEXT = "text/plain; charset=utf-8"
@@ -89,10 +91,27 @@ def add(request: HttpRequest) -> HttpResponse:
     for item in result.keys:
         lines.append(item.key.fingerprint)
         for address, state in address_status(item.key, item.states).items():
-            lines.append(f"  {address}: {state}")
+            lines.append(f"  {address}: {state}{_mail_note(state, item.mails.get(address))}")
         for uid, reason in item.problems:
             lines.append(_("  %(uid)s: not published. %(reason)s") % {"uid": uid, "reason": reason})
     for reason in result.rejected:
         lines.append(_("Refused: %(reason)s") % {"reason": reason})
-    lines.append(_("Addresses marked pending were sent a confirmation mail."))
     return HttpResponse("\n".join(lines) + "\n", content_type=TEXT)
+
+
+def _mail_note(state: str, mailing: Mailing | None) -> str:
+    """What this upload did about the address's confirmation mail."""
+    if mailing is not None and mailing.sent:
+        return _(". A confirmation mail was sent now.")
+    if mailing is not None and mailing.retry_at is not None:
+        when = mailing.retry_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+        if mailing.earlier:
+            note = _(". A confirmation mail was sent earlier; no other is sent before %(when)s.")
+        else:
+            note = _(
+                ". No confirmation mail was sent (the limit for this address); try again after %(when)s."
+            )
+        return note % {"when": when}
+    if state == "pending":
+        return _(". Already pending: the confirmation mail was sent earlier.")
+    return ""

@@ -161,7 +161,7 @@ def test_a_key_removed_by_policy_accepts_its_revocation_certificate_only(ks, cas
     assert ks.upload(cast.alice_revocation.data).status_code == 200
     answer = ks.hkp_get(f"0x{cast.alice.fingerprint}")
     assert answer.status == 200 and answer.revoked and answer.uids == []
-    assert ks.get(f"/vks/v1/by-email/alice@example.org").status == 404
+    assert ks.get("/vks/v1/by-email/alice@example.org").status == 404
     assert len(Key.objects.get(pk=key.pk).subkeys.all()) == 1  # nothing else was taken
 
 
@@ -212,3 +212,14 @@ def test_removing_a_key_asks_for_confirmation_first(ks, cast):
     assert second.status_code == 200
     assert Key.objects.get(fingerprint=cast.bob.fingerprint).blocked
     assert ks.hkp_get("bob@example.net").status == 404
+
+
+def test_the_commands_follow_an_https_site_url(settings):
+    from keys.views.pages import commands, keyserver_url
+
+    settings.SITE_URL = "https://keys.example.test"
+    assert keyserver_url() == "hkps://keys.example.test"
+    settings.SITE_URL = "http://[::1]:8000"
+    assert keyserver_url() == "hkp://[::1]:8000"
+    settings.SITE_URL = "http://keys.example.test"
+    assert commands("AB" * 20, [])[0] == f"gpg --keyserver hkp://keys.example.test:80 --recv-keys {'AB' * 20}"

@@ -95,7 +95,8 @@ class Pub(ProtocolView):
         summary="Keys by address, long key ID or fingerprint",
         description="The armored keys published for the address, each reduced to that address, newest "
         "valid first, several blocks concatenated. By key ID or fingerprint: the key with its published "
-        "user IDs.",
+        "user IDs (a key without a confirmed address is a 404 that says so; a revoked key is served "
+        "without user IDs).",
         tags=["Attester"],
         parameters=[PUB_QUERY, schemas.API_VERSION],
         responses={

@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from keys.views import attester, health, hkp, ldap, metrics, vks, web, wkd
+from keys.views import attester, health, hkp, keypage, ldap, metrics, vks, web, wkd
 
 urlpatterns = [
     path("pks/lookup", hkp.lookup, name="hkp-lookup"),
@@ -56,6 +56,7 @@ urlpatterns = [
     ),
     path("", web.index, name="index"),
     path("search", web.search, name="search"),
+    path("key/<str:fpr>", keypage.key, name="key"),
     path("upload", web.upload, name="upload"),
     path("upload/request-verify", web.request_verify, name="upload-request-verify"),
     path("verify/<str:token>", web.verify, name="verify"),

@@ -1,18 +1,7 @@
-from urllib.parse import urlsplit
-
 from django.conf import settings
 from django.http import HttpRequest
 
-
-def keyserver_uri(site_url: str) -> str:
-    """The server as GnuPG and sq name it: hkp://HOST:PORT for plain HTTP (hkp://
-    alone means port 11371; http:// makes gpg fetch the page at /), hkps://HOST for HTTPS."""
-    parts = urlsplit(site_url)
-    if parts.scheme == "https":
-        return f"hkps://{parts.netloc}"
-    host = parts.hostname or "localhost"
-    host = f"[{host}]" if ":" in host else host
-    return f"hkp://{host}:{parts.port or 80}"
+from .identifiers import keyserver_uri
 
 
 def site(request: HttpRequest) -> dict[str, str]:

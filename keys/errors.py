@@ -52,6 +52,15 @@ class NotFound(KeyserverError):
     default_message = _("No key found.")
 
 
+class NotPublished(NotFound):
+    """A stored key without a confirmed address, asked for by id where a key
+    without user IDs is not served (HKP, the Attester API: rule 6)."""
+
+    default_message = _(
+        "This key is stored, but it has no confirmed address on this server, so it is not published."
+    )
+
+
 class InvalidToken(KeyserverError):
     status = 400
     default_message = _(

@@ -10,7 +10,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import unquote
+from urllib.parse import unquote, urlsplit
 
 import idna
 from django.utils.translation import gettext_lazy as _
@@ -156,3 +156,14 @@ def parse_search(raw: str) -> Query:
 def group_fingerprint(fpr: str) -> str:
     """FE9E E066 ... in groups of four, as people compare them."""
     return " ".join(fpr[i : i + 4] for i in range(0, len(fpr), 4))
+
+
+def keyserver_uri(site_url: str) -> str:
+    """The server as GnuPG and sq name it: hkp://HOST:PORT for plain HTTP (hkp://
+    alone means port 11371; http:// makes gpg fetch the page at /), hkps://HOST for HTTPS."""
+    parts = urlsplit(site_url)
+    if parts.scheme == "https":
+        return f"hkps://{parts.netloc}"
+    host = parts.hostname or "localhost"
+    host = f"[{host}]" if ":" in host else host
+    return f"hkp://{host}:{parts.port or 80}"

@@ -84,7 +84,8 @@ class KeyManager(models.Manager["Key"]):
 
     def never_confirmed(self, cutoff: datetime) -> QuerySet[Key]:
         """Uploads older than `cutoff` whose addresses nobody ever confirmed."""
-        rows = self.filter(origin="upload", first_seen__lte=cutoff, blocked=False)
+        rows = self.filter(origin="upload", first_seen__lte=cutoff, blocked=False, revoked=False)
+        # A revoked key stays, so clients keep learning of the revocation (rule 5).
         return rows.exclude(bindings__verified_at__isnull=False).distinct()
 
 
@@ -114,6 +115,15 @@ class BindingManager(models.Manager["Binding"]):
     def published_key_ids(self, address: str) -> list[int]:
         """Primary keys (row ids) of the keys that publish `address`."""
         rows = self.filter(address=address, state=PUBLISHED, key__blocked=False)
+        return list(rows.values_list("key_id", flat=True).distinct())
+
+    def manageable_key_ids(self, address: str) -> list[int]:
+        """The keys whose owner may manage them through `address`: those that
+        publish it, and revoked keys on which it was confirmed once (a revoked
+        key publishes no user IDs, its owner still wants to remove it)."""
+        published = models.Q(state=PUBLISHED)
+        revoked = models.Q(state=self.model.State.REVOKED, verified_at__isnull=False)
+        rows = self.filter(published | revoked, address=address, key__blocked=False)
         return list(rows.values_list("key_id", flat=True).distinct())
 
     def published_elsewhere(self, address: str, keep: Key) -> list[int]:

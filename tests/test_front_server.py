@@ -287,6 +287,9 @@ def test_a_stored_key_without_a_confirmed_address_is_left_to_the_application(fro
     hkp = requests.get(f"{front.url}/pks/lookup?op=get&options=mr&search=0x{fpr}", timeout=10)
     assert hkp.status_code == 404 and "no confirmed address" in hkp.text
     assert requests.get(f"{front.url}/vks/v1/by-fingerprint/{fpr}", timeout=10).status_code == 200
+    pub = requests.get(f"{front.url}/pub/{fpr}", timeout=10)
+    assert pub.status_code == 404 and "no confirmed address" in pub.text
+    assert requests.get(f"{front.url}/key/{fpr}", timeout=10).status_code == 200
 
 
 def test_with_an_upstream_source_misses_go_to_the_application(front, app, settings):

@@ -79,7 +79,7 @@ def test_the_owner_removes_the_whole_key_for_good(ks, cast):
     ks.publish(cast.alice.data, "alice@example.org", "alice@work.example.com")
     ks.client.post("/manage", {"email": "alice@example.org"})
     link = manage_link(ks, "alice@example.org")
-    assert ks.client.post(link, {"action": "remove-key"}).status_code == 200
+    assert ks.client.post(link, {"action": "remove-key", "confirm": "yes"}).status_code == 200
     for address in ["alice@example.org", "alice@work.example.com"]:
         for path, answer in ks.by_email(address).items():
             assert answer.status == 404, path
@@ -96,7 +96,7 @@ def test_a_removed_revoked_key_still_serves_only_its_revocation(ks, cast):
     ks.client.post("/manage", {"email": "alice@example.org"})
     link = manage_link(ks, "alice@example.org")
     ks.upload(cast.alice_revoked.data)
-    ks.client.post(link, {"action": "remove-key"})
+    ks.client.post(link, {"action": "remove-key", "confirm": "yes"})
     answer = ks.hkp_get(f"0x{cast.alice.fingerprint}")
     assert answer.status == 200 and answer.revoked and answer.uids == []
 

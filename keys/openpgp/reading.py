@@ -215,6 +215,20 @@ def _loose_revocations(loose: list[Packet]) -> list[Revocation]:
     return revocations
 
 
+def key_revocations(candidate: Candidate) -> list[Revocation]:
+    """The key revocation signatures of a candidate (those right after its
+    primary key), as bare revocation certificates, not verified yet: what a
+    key removed by policy still accepts of an upload."""
+    revocations: list[Revocation] = []
+    for pkt in list(iter_packets(candidate.data))[1:]:
+        if pkt.tag != SIG:
+            break
+        sig = parse_signature(pkt.body)
+        if sig.type == KEY_REVOCATION:
+            revocations.append(Revocation(sig.issuer_keyid, sig.issuer_fpr, pkt.raw))
+    return revocations
+
+
 def scan(data: bytes, limits: Limits = DEFAULT_LIMITS) -> Scan:
     """Frame an upload and prefilter each certificate, without Sequoia.
 

@@ -104,7 +104,7 @@ def _import_candidate(
 ) -> KeyResult:
     stored = Key.objects.stored_copy(candidate.fingerprint)
     if stored.blocked_fingerprint:
-        raise RemovedByPolicy()
+        return _revocations_only(stored, candidate, configured, actor=actor)
     unchanged = _unchanged(stored, candidate, configured)
     if unchanged is not None:
         return unchanged
@@ -114,6 +114,21 @@ def _import_candidate(
         if created is not None:
             return created
     return _store(cert, configured, origin=origin, actor=actor, source_id=source_id)
+
+
+def _revocations_only(
+    stored: StoredCopy, candidate: openpgp.Candidate, configured: openpgp.Limits, *, actor: str
+) -> KeyResult:
+    """A key removed by policy takes only its own revocations from an upload
+    (a revoked copy), so clients still learn of them; anything else is refused."""
+    revocations = openpgp.key_revocations(candidate)
+    key = Key.objects.filter(pk=stored.pk).first() if stored.pk is not None else None
+    if key is None or not revocations:
+        raise RemovedByPolicy()
+    results = [_store_revocation(key, r, configured, actor=actor) for r in revocations]
+    if not any(r.key.revoked for r in results):
+        raise RemovedByPolicy()
+    return KeyResult(results[-1].key, False, any(r.changed for r in results))
 
 
 def _create(cert: openpgp.CertInfo, *, origin: str, actor: str, source_id: int | None) -> KeyResult | None:

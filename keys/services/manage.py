@@ -13,7 +13,8 @@ from . import outbox, policy, tokens
 
 
 def request_manage_link(address: str, *, client: str, locale: str = "") -> None:
-    """Mail management links for the published keys of `address`.
+    """Mail management links for the published keys of `address`, and for
+    its revoked keys on which it was confirmed.
 
     The caller answers the same whether or not the address is known: no
     enumeration. The client's limit is a 429; the address's limit (mails
@@ -21,7 +22,7 @@ def request_manage_link(address: str, *, client: str, locale: str = "") -> None:
     """
     if not ratelimit.allow(f"manage-ip:{client}", settings.RATE_MANAGE_PER_CLIENT):
         raise RateLimited()
-    key_ids = Binding.objects.published_key_ids(address)
+    key_ids = Binding.objects.manageable_key_ids(address)
     if not key_ids or outbox.sent_within(address, OutboxMail.Kind.MANAGE, settings.RATE_MANAGE_PER_ADDRESS):
         return
     Event.objects.record("manage_link_requested", address=address, actor=client)

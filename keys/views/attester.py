@@ -20,7 +20,7 @@ from rest_framework.response import Response
 
 from federation import oidc, serve
 
-from ..errors import InvalidEmail, InvalidKey, KeyserverError, NoKeyUploaded, NotFound
+from ..errors import InvalidEmail, InvalidKey, KeyserverError, NoKeyUploaded, NotFound, NotPublished
 from ..identifiers import Query, normalize_email, parse_hex_id
 from ..services import answers, submission
 from ..services.welcome import welcome
@@ -70,7 +70,10 @@ def _lookup(text: str, *, client: str) -> list[answers.Served]:
         served = serve.for_email(normalize_email(text), client=client, per_address=True)
     else:
         query: Query = parse_hex_id(text)
-        served = serve.with_user_ids(serve.for_id(query, client=client))
+        found = serve.for_id(query, client=client)
+        served = serve.with_user_ids(found)
+        if found and not served:
+            raise NotPublished()
     if not served:
         raise NotFound()
     return served
@@ -92,7 +95,8 @@ class Pub(ProtocolView):
         summary="Keys by address, long key ID or fingerprint",
         description="The armored keys published for the address, each reduced to that address, newest "
         "valid first, several blocks concatenated. By key ID or fingerprint: the key with its published "
-        "user IDs.",
+        "user IDs (a key without a confirmed address is a 404 that says so; a revoked key is served "
+        "without user IDs).",
         tags=["Attester"],
         parameters=[PUB_QUERY, schemas.API_VERSION],
         responses={

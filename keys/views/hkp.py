@@ -20,7 +20,7 @@ from federation import serve
 from federation.serve import Served
 
 from .. import clock
-from ..errors import InvalidKey, InvalidQuery, NoKeyUploaded, NotFound
+from ..errors import InvalidKey, InvalidQuery, NoKeyUploaded, NotFound, NotPublished
 from ..identifiers import Query, parse_search
 from ..models import Subkey
 from ..services import answers, submission
@@ -37,7 +37,7 @@ def find_keys(query: Query, *, client: str) -> list[Served]:
     served = serve.for_id(query, client=client)
     shown = serve.with_user_ids(served)
     if served and not shown:
-        raise NotFound(_("This key has no confirmed address on this server, so it is not served over HKP."))
+        raise NotPublished()
     return shown
 
 

@@ -34,9 +34,15 @@ def search(request: HttpRequest) -> HttpResponse:
     if query.kind == "email":
         served = serve.for_email(query.value, client=client_ip(request))
     else:
-        served = serve.with_user_ids(serve.for_id(query, client=client_ip(request)))
+        served = serve.for_id(query, client=client_ip(request))
+    shown = {s.key.pk for s in serve.with_user_ids(served)}
     results = [
-        {"key": s.key, "user_ids": s.user_ids, "grouped": group_fingerprint(s.key.fingerprint)}
+        {
+            "key": s.key,
+            "user_ids": s.user_ids,
+            "grouped": group_fingerprint(s.key.fingerprint),
+            "unpublished": s.key.pk not in shown,
+        }
         for s in served
     ]
     return render(request, "search.html", {"query": text, "results": results})
@@ -135,8 +141,7 @@ def manage_key(request: HttpRequest, token: str) -> HttpResponse:
     actor = f"owner {client_ip(request)}"
     if request.method == "POST":
         if request.POST.get("action") == "remove-key":
-            key = owner.owner_remove_key(token, actor=actor)
-            return render(request, "manage_removed.html", {"grouped": group_fingerprint(key.fingerprint)})
+            return _remove_key(request, token, actor=actor)
         owner.owner_unpublish(token, request.POST.get("address", ""), actor=actor)
     key = owner.key_for_manage_token(token)
     bindings = Binding.objects.filter(key=key).order_by("address")
@@ -145,6 +150,17 @@ def manage_key(request: HttpRequest, token: str) -> HttpResponse:
         "manage_key.html",
         {"key": key, "grouped": group_fingerprint(key.fingerprint), "bindings": bindings, "token": token},
     )
+
+
+def _remove_key(request: HttpRequest, token: str, *, actor: str) -> HttpResponse:
+    """Removing the whole key cannot be undone: the first POST asks, a second
+    one with confirm=yes removes."""
+    if request.POST.get("confirm") != "yes":
+        key = owner.key_for_manage_token(token)
+        context = {"grouped": group_fingerprint(key.fingerprint), "key": key}
+        return render(request, "manage_confirm_remove.html", context)
+    key = owner.owner_remove_key(token, actor=actor)
+    return render(request, "manage_removed.html", {"grouped": group_fingerprint(key.fingerprint)})
 
 
 @require_safe

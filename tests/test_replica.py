@@ -53,7 +53,7 @@ class Standby:
         self.port = free_port()
         self.url = f"postgres://postgres@127.0.0.1:{self.port}/keyserver"
         subprocess.run(
-            _as_postgres([_pg_bin("pg_basebackup"), "-R", "-X", "stream", "-D", str(self.data),
+            _as_postgres([_pg_bin("pg_basebackup"), "-R", "-X", "stream", "-c", "fast", "-D", str(self.data),
                           "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres"]),
             check=True, capture_output=True, timeout=120,
         )  # fmt: skip

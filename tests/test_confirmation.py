@@ -50,7 +50,12 @@ def test_posting_the_form_publishes_and_the_token_is_single_use(ks, cast):
     assert binding.verified_at is not None
     again = ks.client.post(link)
     assert again.status_code == 400 and b"already used" in again.content
+    # A second click says the address is published, not "upload again".
+    assert b"bob@example.net is published with this key" in again.content
+    assert b"upload the key again" not in again.content
     assert ks.client.get(link).status_code == 400
+    Binding.objects.filter(pk=binding.pk).update(state=Binding.State.UNPUBLISHED)
+    assert b"upload the key again" in ks.client.post(link).content
 
 
 def test_the_confirm_form_needs_its_csrf_token(ks, cast):

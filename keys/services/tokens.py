@@ -5,10 +5,11 @@ from __future__ import annotations
 import secrets
 
 from django.conf import settings
+from django.utils.translation import gettext as _
 
 from .. import clock, replica
 from ..errors import InvalidToken
-from ..models import Key, VerificationToken
+from ..models import Binding, Key, VerificationToken
 
 Purpose = VerificationToken.Purpose
 _TTL = {
@@ -43,5 +44,24 @@ def find(plain: str, purpose: str, *, for_update: bool = False) -> VerificationT
     with replica.primary():
         token = VerificationToken.objects.live(VerificationToken.hash(plain), purpose, for_update=for_update)
         if token is None or token.key.fingerprint != token.fingerprint:
-            raise InvalidToken()
+            raise InvalidToken(_already_confirmed(plain) if purpose == Purpose.VERIFY else None)
     return token
+
+
+def _already_confirmed(plain: str) -> str | None:
+    """For a confirmation link used before: say so when its address is
+    published with its key (a second click, a mail scanner that came
+    first), instead of asking for a new upload."""
+    used = VerificationToken.objects.filter(
+        digest=VerificationToken.hash(plain), purpose=Purpose.VERIFY, used_at__isnull=False
+    ).first()
+    if used is None:
+        return None
+    published = Binding.objects.filter(
+        key_id=used.key_id, address=used.address, state=Binding.State.PUBLISHED
+    ).exists()
+    if not published:
+        return None
+    return _("This link was already used: %(address)s is published with this key. Nothing more to do.") % {
+        "address": used.address
+    }

@@ -194,3 +194,34 @@ def test_a_confirmed_address_joins_the_published_keys_of_that_address(ks, cast, 
     assert ks.hkp_get("alice@example.org").fingerprints == [cast.alice.fingerprint]
     ks.confirm("alice@example.org")
     assert set(ks.hkp_get("alice@example.org").fingerprints) == {cast.alice.fingerprint, other}
+
+
+def test_the_pages_show_the_steps_what_each_address_got_and_resend_within_the_limit(ks, cast):
+    """Upload page → request → a mail per address, said per address; resend
+    within the hour sends nothing and says when; after the hour it sends."""
+    import re as _re
+
+    token = ks.upload(cast.bob.data).json()["token"]
+    sent = ks.client.post("/upload/request-verify", {"token": token, "address": "bob@example.net"})
+    page = sent.content.decode()
+    assert sent.status_code == 200
+    assert 'aria-current="step"' in page and "Open the link in the mail" in page
+    assert "a confirmation mail was sent now." in page
+    assert "Resend the mail" in page and "What happens next" in page
+    assert len([m for m in ks.outbox if "bob@example.net" in m.to]) == 1
+    again = ks.client.post(
+        "/upload/request-verify", {"token": token, "address": "bob@example.net"}
+    ).content.decode()
+    assert "a confirmation mail was sent earlier; another can be sent after" in again
+    assert _re.search(r"after \d{4}-\d\d-\d\d \d\d:\d\d UTC", again)
+    assert len([m for m in ks.outbox if "bob@example.net" in m.to]) == 1  # nothing more within the hour
+    ks.pass_mail_windows()
+    later = ks.client.post(
+        "/upload/request-verify", {"token": token, "address": "bob@example.net"}
+    ).content.decode()
+    assert "a confirmation mail was sent now." in later
+    assert len([m for m in ks.outbox if "bob@example.net" in m.to]) == 2
+    # The upload page's result offers the resend for a pending address in a form of its own.
+    result = ks.client.post("/upload", {"keytext": cast.bob.text}).content.decode()
+    assert 'aria-current="step"' in result
+    assert "Resend the mail to bob@example.net" in result

@@ -88,7 +88,7 @@ def request_verify(request: HttpRequest) -> HttpResponse:
     addresses = request.POST.getlist("address")
     if not addresses or any(a not in address_status(key) for a in addresses):
         raise InvalidKey(_("Choose at least one address of this key."))
-    verification.request_verification(
+    done = verification.request_verification(
         key,
         addresses,
         client=client_ip(request),
@@ -96,11 +96,12 @@ def request_verify(request: HttpRequest) -> HttpResponse:
         actor=f"web {client_ip(request)}",
     )
     status = address_status(key)
-    return render(
-        request,
-        "request_sent.html",
-        {"key": key, "grouped": group_fingerprint(key.fingerprint), "addresses": addresses, "status": status},
-    )
+    # Per address: its state, and what this request did (a mail now, one sent
+    # earlier, or none before `retry_at` because of the address's limit).
+    rows = [{"address": a, "state": s, "mailing": done.get(a)} for a, s in status.items()]
+    context = {"key": key, "grouped": group_fingerprint(key.fingerprint), "rows": rows, "status": status}
+    context["token"] = request.POST.get("token", "")
+    return render(request, "request_sent.html", context)
 
 
 @require_http_methods(["GET", "HEAD", "POST"])

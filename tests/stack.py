@@ -51,11 +51,7 @@ class OwnPostgres:
     """A throwaway cluster (trust auth, no fsync) on a free port."""
 
     def __init__(self) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="ks-pg-"))
-        os.chmod(self.dir, 0o777)
-        self.data = self.dir / "data"
-        self.port = free_port()
-        self.url = f"postgres://postgres@127.0.0.1:{self.port}/keyserver"
+        self._place("ks-pg-")
         subprocess.run(
             _as_postgres(
                 [_pg_bin("initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres", "-E", "UTF8"]
@@ -71,6 +67,14 @@ class OwnPostgres:
             check=True,
             capture_output=True,
         )
+
+    def _place(self, prefix: str) -> None:
+        """A directory postgres may write, and a free port."""
+        self.dir = Path(tempfile.mkdtemp(prefix=prefix))
+        os.chmod(self.dir, 0o777)
+        self.data = self.dir / "data"
+        self.port = free_port()
+        self.url = f"postgres://postgres@127.0.0.1:{self.port}/keyserver"
 
     def _ctl(self, *args: str) -> None:
         subprocess.run(

@@ -43,15 +43,12 @@ def _one(url: str, sql: str, params: tuple[object, ...] = ()) -> Any:
         return row[0] if row else None
 
 
-class Standby:
-    """A hot standby of `primary`, streaming from it."""
+class Standby(OwnPostgres):
+    """A hot standby of `primary`, streaming from it (started, stopped and
+    removed as an OwnPostgres; max_connections equal to the primary's)."""
 
     def __init__(self, primary: OwnPostgres) -> None:
-        self.dir = Path(tempfile.mkdtemp(prefix="ks-standby-"))
-        os.chmod(self.dir, 0o777)
-        self.data = self.dir / "data"
-        self.port = free_port()
-        self.url = f"postgres://postgres@127.0.0.1:{self.port}/keyserver"
+        self._place("ks-standby-")
         subprocess.run(
             _as_postgres([_pg_bin("pg_basebackup"), "-R", "-X", "stream", "-c", "fast", "-D", str(self.data),
                           "-h", "127.0.0.1", "-p", str(primary.port), "-U", "postgres"]),
@@ -59,29 +56,6 @@ class Standby:
         )  # fmt: skip
         self.start()
         wait_for(lambda: _one(self.url, "SELECT pg_is_in_recovery()") is True, 30, "the standby")
-
-    def _ctl(self, *args: str) -> None:
-        subprocess.run(
-            _as_postgres([_pg_bin("pg_ctl"), "-D", str(self.data), "-w", *args]),
-            check=True,
-            capture_output=True,
-        )
-
-    def start(self) -> None:
-        # A standby needs max_connections at least the primary's (OwnPostgres: 200).
-        options = f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1 -c hot_standby=on"
-        options += " -c max_connections=200"
-        self._ctl("-o", options, "-l", str(self.dir / "log"), "start")
-
-    def stop(self) -> None:
-        self._ctl("-m", "fast", "stop")
-
-    def remove(self) -> None:
-        subprocess.run(
-            _as_postgres([_pg_bin("pg_ctl"), "-D", str(self.data), "-m", "immediate", "stop"]),
-            capture_output=True,
-        )
-        shutil.rmtree(self.dir, ignore_errors=True)
 
     def pause(self) -> None:
         _one(self.url, "SELECT pg_wal_replay_pause()")

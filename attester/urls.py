@@ -76,3 +76,4 @@ urlpatterns = [
 handler500 = "keys.views.http.server_error"
 # No such path: a page of the site, or the protocol's own format (keys/views/http.py).
 handler404 = "keys.views.http.not_found"
+handler403 = "keys.views.http.forbidden"

@@ -74,8 +74,15 @@ class Unauthorized(KeyserverError):
 
 
 class RateLimited(KeyserverError):
+    """A limit is reached; `retry_after` (seconds), when known, becomes the
+    answer's Retry-After header."""
+
     status = 429
     default_message = _("Too many requests. Please try again later.")
+
+    def __init__(self, message: object = None, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class ServerError(KeyserverError):

@@ -2,12 +2,15 @@
 while Redis is away, the process's memory: keys.cache).
 
 A fixed window per bucket: `allow("mail-ip:1.2.3.4", "20/3600")` is True for
-the first 20 calls in an hour.
+the first 20 calls in an hour. Windows are aligned on the epoch (an hourly
+limit starts again at the full hour), so `window_end` can tell a refused
+client when to try again without storing anything more.
 """
 
 from __future__ import annotations
 
-import contextlib
+import time
+from datetime import UTC, datetime
 
 from django.core.cache import cache, caches
 
@@ -28,9 +31,21 @@ def allow(bucket: str, rate: str) -> bool:
     return allowed
 
 
+def window_end(rate: str) -> datetime:
+    """When the current window of `rate` ends: a refused call may succeed then."""
+    _limit, window = parse_rate(rate)
+    start = int(time.time()) // window * window
+    return datetime.fromtimestamp(start + window, UTC)
+
+
+def seconds_left(rate: str) -> int:
+    """Seconds until the current window of `rate` ends (a Retry-After)."""
+    return max(1, int((window_end(rate) - datetime.now(UTC)).total_seconds()) + 1)
+
+
 def _count(bucket: str, rate: str) -> bool:
     limit, window = parse_rate(rate)
-    key = f"rl:{bucket}"
+    key = f"rl:{bucket}:{int(time.time()) // window}"
     count = _redis_count(key, window)
     if count is not None:
         return count <= limit
@@ -48,9 +63,3 @@ def _redis_count(key: str, window: int) -> int | None:
     while Redis is away."""
     backend = caches["default"]
     return backend.count(key, window) if isinstance(backend, ResilientRedisCache) else None
-
-
-def refund(bucket: str) -> None:
-    """Give back one call of a bucket (when the action did not happen after all)."""
-    with contextlib.suppress(ValueError):
-        cache.decr(f"rl:{bucket}")

@@ -9,7 +9,7 @@ import pytest
 from django.db.models import F
 
 from keys import clock
-from keys.models import Binding, Event, OutboxMail, VerificationToken
+from keys.models import Binding, Event, Key, OutboxMail, VerificationToken
 from keys.services import outbox
 
 from .keyserver import Keyserver
@@ -126,15 +126,25 @@ def test_too_many_mails_from_one_client_is_a_429_with_a_message(ks, cast, settin
     response = ks.request_verify(carol, ["carol@example.org"])
     assert response.status_code == 429
     assert "Too many" in response.json()["error"]
+    assert 1 <= int(response["Retry-After"]) <= 3601
     assert len(ks.outbox) == 2
 
 
-def test_pks_add_over_the_client_limit_is_a_plain_429(client, cast, settings, mailoutbox):
+def test_pks_add_over_the_client_limit_stores_the_key_and_says_per_address_when_to_retry(
+    client, cast, settings, mailoutbox
+):
     settings.RATE_MAIL_PER_CLIENT = "1/3600"
     response = client.post("/pks/add", {"keytext": cast.alice.text})
-    assert response.status_code == 429
+    assert response.status_code == 200
     assert response["Content-Type"].startswith("text/plain")
     assert len(mailoutbox) == 1
+    body = response.content.decode()
+    sent = mailoutbox[0].to[0]
+    stopped = ({"alice@example.org", "alice@work.example.com"} - {sent}).pop()
+    assert f"{sent}: pending. A confirmation mail was sent now." in body
+    line = next(line for line in body.splitlines() if line.strip().startswith(stopped))
+    assert "too many were asked for from your address; try again after" in line
+    assert Key.objects.filter(fingerprint=cast.alice.fingerprint).exists()
 
 
 def test_a_failed_smtp_delivery_is_retried_later_with_a_fresh_token(ks, cast, smtp):

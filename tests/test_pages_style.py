@@ -11,8 +11,10 @@ from pathlib import Path
 
 import pytest
 from django.test import Client, RequestFactory
+from django.utils import timezone
 
 from keys.errors import RateLimited
+from keys.models import Key, OutboxMail
 from keys.views import http, pages
 
 from .test_browser import browser, site  # noqa: F401 - the fixtures
@@ -82,8 +84,52 @@ def test_too_many_requests_on_a_page_is_a_429_that_says_to_wait(client, settings
     response = client.post("/upload", {"keytext": "x"})
     assert response.status_code == 429
     assert "Too many uploads" in response.content.decode() and 'id="keytext"' in response.content.decode()
+    assert 1 <= int(response["Retry-After"]) <= 61
     page = pages.error_page(RequestFactory().get("/verify/x"), RateLimited())
     assert page.status_code == 429 and b"Wait a few minutes" in page.content
+    page = pages.error_page(RequestFactory().get("/verify/x"), RateLimited(retry_after=600))
+    assert b"Try again after" in page.content and b"UTC" in page.content
+
+
+@pytest.mark.django_db
+def test_the_upload_result_lists_every_user_id_with_its_state_and_reason(client, gpg_factory):
+    gpg = gpg_factory()
+    fpr = gpg.generate("Rita <rita@example.org>")
+    gpg.run("--quick-add-uid", fpr, "Rita Two <rita.two@example.org>")
+    gpg.run("--quick-add-uid", fpr, "Only A Name")
+    gpg.run("--quick-revoke-uid", fpr, "Rita Two <rita.two@example.org>")
+    keytext = gpg.run("--export", "--armor", fpr).stdout.decode()
+    html = client.post("/upload", {"keytext": keytext}).content.decode()
+    assert 'value="rita@example.org" checked' in html
+    assert "User IDs that are not published" in html
+    assert "Only A Name</span>: This user ID has no email address, so it is never served" in html
+    assert "Rita Two &lt;rita.two@example.org&gt;</span>: This user ID has been revoked." in html
+
+
+@pytest.mark.django_db
+def test_a_request_the_client_limit_stops_part_way_says_per_address_what_was_sent(client, cast, settings):
+    settings.RATE_MAIL_PER_CLIENT = "1/3600"
+    upload = client.post("/upload", {"keytext": cast.alice.text}).content.decode()
+    token = upload.split('name="token" value="', 1)[1].split('"', 1)[0]
+    addresses = ["alice@example.org", "alice@work.example.com"]
+    response = client.post("/upload/request-verify", {"token": token, "address": addresses})
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert html.count("a confirmation mail was sent now.") == 1
+    assert html.count("too many mails were asked for from your address; try again after") == 1
+    assert "Send the mail</button>" in html and "Resend the mail</button>" in html
+    assert OutboxMail.objects.filter(kind="verify").count() == 1
+
+
+@pytest.mark.django_db
+def test_a_refusal_outside_the_error_family_is_a_styled_403():
+    page = http.forbidden(RequestFactory().get("/manage/x"))
+    assert page.status_code == 403
+    html = page.content.decode()
+    _layout(html)
+    assert "Not allowed" in html and "Back to the start page" in html
+    api = http.forbidden(RequestFactory().get("/vks/v1/by-email/a@example.org"))
+    assert api.status_code == 403 and "error" in json.loads(api.content)
 
 
 # -- the site's own error pages -------------------------------------------------
@@ -210,3 +256,43 @@ def test_every_page_at_two_widths(browser, site, language, scheme):  # noqa: F81
         page.screenshot(path=str(SCREENSHOTS / f"csrf-{language}-{scheme}-{width}.png"), full_page=True)
         context.close()
     assert not violations, violations
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.browser
+def test_the_admin_key_list_fits_1280_px(browser, site, cast, django_user_model):  # noqa: F811
+    """Every column of the key list, Origin, Addresses and Next refresh
+    included, is inside the window: nothing is cut or needs scrolling."""
+    from keys.services import imports
+
+    django_user_model.objects.create_superuser("admin", "admin@example.org", "a long test password")
+    for member in (cast.alice, cast.bob, cast.carol, cast.keyring3):
+        imports.import_keys(member.data, actor="test")
+    # The widest cells: a refresh date with failures, a revoked and removed key.
+    Key.objects.update(next_refresh_at=timezone.now(), refresh_failures=12)
+    Key.objects.filter(fingerprint=cast.bob.fingerprint).update(revoked=True, blocked=True)
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    page = context.new_page()
+    page.goto(site + "/admin/login/?next=/admin/keys/key/")
+    page.fill("#id_username", "admin")
+    page.fill("#id_password", "a long test password")
+    page.click("input[type=submit]")
+    page.wait_for_selector("#result_list")
+    headers = page.evaluate(
+        "[...document.querySelectorAll('#result_list thead th')]"
+        ".map(th => [th.textContent.trim(), Math.round(th.getBoundingClientRect().right)])"
+    )
+    names = [name for name, _right in headers]
+    for wanted in ("Origin", "Addresses", "Next refresh"):
+        assert any(wanted.lower() in name.lower() for name in names), (wanted, names)
+    page.screenshot(path=str(SCREENSHOTS / "admin-keys-1280.png"), full_page=True)
+    edge = page.evaluate("document.querySelector('#changelist .results').getBoundingClientRect().right")
+    assert all(right <= edge for _name, right in headers), (edge, headers)
+    fits = page.evaluate(
+        "(e => e.scrollWidth <= e.clientWidth)(document.querySelector('#changelist .results'))"
+    )
+    assert fits
+    scroll = page.evaluate("[document.scrollingElement.scrollWidth, window.innerWidth]")
+    assert scroll[0] <= scroll[1], scroll
+    context.close()

@@ -228,7 +228,9 @@ class _Reader:
         if revoked:
             return _("This user ID has been revoked.")
         if email is None:
-            return _("This user ID has no email address.")
+            return _(
+                "This user ID has no email address, so it is never served: only confirmed addresses are."
+            )
         return ""
 
     def subkey(self, pkt: Packet, sigs: list[Signed]) -> Component | None:

@@ -31,8 +31,9 @@ class KeyResult:
     key: Key
     created: bool
     changed: bool
-    # (user ID, why it cannot be published) for user IDs that look like they
-    # were meant to carry an address: SHA-1 self-signatures, bad addresses.
+    # (user ID, why it cannot be published) for every user ID that cannot
+    # carry a published address: refused, SHA-1 self-signatures, bad or no
+    # address, revoked.
     problems: list[tuple[str, str]] = field(default_factory=list)
     # The key's (address, state, mail out) after the submission, when it read them.
     states: list[tuple[str, str, bool]] | None = None
@@ -48,12 +49,11 @@ class ImportResult:
 
 def problems(info: openpgp.CertInfo, uploaded: openpgp.CertInfo | None = None) -> list[tuple[str, str]]:
     """User IDs that cannot be published, with the reason: those of the
-    stored result, and those of the upload refused outright (not kept, so
+    stored result (name-only and revoked ones included, so the uploader sees
+    every user ID), and those of the upload refused outright (not kept, so
     absent from the result)."""
     refused = [(u.value, u.reason) for u in (uploaded or info).user_ids if not u.stored]
-    unusable = [
-        (u.value, u.reason) for u in info.user_ids if not u.valid and not u.revoked and "@" in u.value
-    ]
+    unusable = [(u.value, u.reason) for u in info.user_ids if not u.valid]
     return list(dict.fromkeys(refused + unusable))
 
 

@@ -21,7 +21,7 @@ def request_manage_link(address: str, *, client: str, locale: str = "") -> None:
     queued or sent to it) is silent.
     """
     if not ratelimit.allow(f"manage-ip:{client}", settings.RATE_MANAGE_PER_CLIENT):
-        raise RateLimited()
+        raise RateLimited(retry_after=ratelimit.seconds_left(settings.RATE_MANAGE_PER_CLIENT))
     key_ids = Binding.objects.manageable_key_ids(address)
     if not key_ids or outbox.sent_within(address, OutboxMail.Kind.MANAGE, settings.RATE_MANAGE_PER_ADDRESS):
         return

@@ -39,7 +39,10 @@ State = Binding.State
 def check_rate(client: str) -> None:
     """The per-client upload limit, shared by every submission path."""
     if not ratelimit.allow(f"upload-ip:{client}", settings.RATE_UPLOAD_PER_CLIENT):
-        raise RateLimited(_("Too many uploads from your address. Please try again later."))
+        raise RateLimited(
+            _("Too many uploads from your address. Please try again later."),
+            retry_after=ratelimit.seconds_left(settings.RATE_UPLOAD_PER_CLIENT),
+        )
 
 
 def read_body(body: Body) -> bytes:
@@ -68,7 +71,7 @@ def store(
             addresses = unconfirmed(item.states)
             if addresses:
                 item.mails = verification.request_verification(
-                    item.key, addresses, client=client, locale=locale
+                    item.key, addresses, client=client, locale=locale, partial=True
                 )
                 item.states = Binding.objects.states(item.key)
     return result

@@ -29,12 +29,14 @@ CONFIRMABLE = publication.CONFIRMABLE
 @dataclass(frozen=True)
 class Mailing:
     """What a request did for one address: a mail queued now, or none
-    because the address's limit is reached until `retry_at` (`earlier`: its
-    mail from before is still out, so the address stays pending)."""
+    because a limit is reached until `retry_at`: the address's own
+    (`earlier`: its mail from before is still out, so the address stays
+    pending) or the requesting client's (`client_limited`)."""
 
     sent: bool
     earlier: bool = False
     retry_at: datetime | None = None
+    client_limited: bool = False
 
 
 def request_verification(
@@ -45,14 +47,17 @@ def request_verification(
     locale: str = "",
     actor: str = "",
     replace: bool = False,
+    partial: bool = False,
 ) -> dict[str, Mailing]:
     """Mail a confirmation link to each requested address (publication rule 8);
     what was done for each address a mail was considered for.
 
     Addresses already published are left alone. A repeat for the same address
     within its limit sends nothing (a 429 there would tell a stranger that
-    someone else asked): the address stays pending. The client's own limit is
-    a 429; what was sent before it stays sent.
+    someone else asked): the address stays pending. When the client's own
+    limit stops the request part-way, what was sent before stays sent; with
+    `partial` the rest are answered as `client_limited` (for a page that says
+    per address what happened), else the request is a 429.
     """
     requested = list(dict.fromkeys(addresses))[: settings.MAX_MAILS_PER_UPLOAD]
     done: dict[str, Mailing] = {}
@@ -66,23 +71,28 @@ def request_verification(
         for binding in key.bindings.filter(address__in=requested).order_by("id"):
             if binding.state not in CONFIRMABLE or binding.domain in organisation:
                 continue  # rule 7: not published over the organisation's directory
+            if limited:
+                done[binding.address] = _client_limited()
+                continue
             mailing = _mail_one(key, binding, client=client, locale=locale, actor=actor, replace=replace)
-            if mailing is None:
-                limited = True
-                break
+            limited = mailing.client_limited
             done[binding.address] = mailing
-    if limited:
+    if limited and not partial:
         raise RateLimited(
-            _("Too many confirmation mails were requested from your address. Please try again later.")
+            _("Too many confirmation mails were requested from your address. Please try again later."),
+            retry_after=ratelimit.seconds_left(settings.RATE_MAIL_PER_CLIENT),
         )
     return done
 
 
-def _mail_one(
-    key: Key, binding: Binding, *, client: str, locale: str, actor: str, replace: bool
-) -> Mailing | None:
-    """Mark one address pending and queue its mail, within the limits; None
-    when the client's limit is reached.
+def _client_limited() -> Mailing:
+    return Mailing(
+        sent=False, client_limited=True, retry_at=ratelimit.window_end(settings.RATE_MAIL_PER_CLIENT)
+    )
+
+
+def _mail_one(key: Key, binding: Binding, *, client: str, locale: str, actor: str, replace: bool) -> Mailing:
+    """Mark one address pending and queue its mail, within the limits.
 
     The address's limit counts the confirmation mails queued or sent to it
     (the outbox), not requests: a request that failed spent nothing.
@@ -94,7 +104,7 @@ def _mail_one(
             publication.mark_pending(binding)  # its mail is out: pending, as the owner expects
         return Mailing(sent=False, earlier=earlier, retry_at=retry_at)
     if not ratelimit.allow(f"mail-ip:{client}", settings.RATE_MAIL_PER_CLIENT):
-        return None
+        return _client_limited()
     publication.mark_pending(binding)
     Event.objects.record("verification_requested", key=key, address=binding.address, actor=actor or client)
     outbox.enqueue(OutboxMail.Kind.VERIFY, binding.address, binding=binding, locale=locale, replace=replace)

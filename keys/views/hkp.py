@@ -105,7 +105,12 @@ def _mail_note(state: str, mailing: Mailing | None) -> str:
         return _(". A confirmation mail was sent now.")
     if mailing is not None and mailing.retry_at is not None:
         when = mailing.retry_at.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-        if mailing.earlier:
+        if mailing.client_limited:
+            note = _(
+                ". No confirmation mail was sent: too many were asked for from your address; "
+                "try again after %(when)s."
+            )
+        elif mailing.earlier:
             note = _(". A confirmation mail was sent earlier; no other is sent before %(when)s.")
         else:
             note = _(

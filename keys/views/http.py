@@ -29,7 +29,7 @@ from django.utils.translation import gettext as _
 from federation.serve import Served, armored, modified
 
 from .. import degraded
-from ..errors import KeyserverError, KeyTooLarge, NotFound, ServerError, Unavailable
+from ..errors import Forbidden, KeyserverError, KeyTooLarge, NotFound, RateLimited, ServerError, Unavailable
 from ..models import Binding, Key
 from . import pages
 
@@ -187,7 +187,7 @@ def protocol_of(path: str) -> str:
 
 def error_response(request: HttpRequest, error: KeyserverError) -> HttpResponse:
     response = _error_body(request, error)
-    if isinstance(error, Unavailable):
+    if isinstance(error, Unavailable | RateLimited) and error.retry_after:
         response["Retry-After"] = str(error.retry_after)
     return response
 
@@ -285,6 +285,14 @@ def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpR
     if protocol_of(request.path) != "html":
         return error_response(request, NotFound(_("Not found.")))
     return pages.not_found_page(request)
+
+
+def forbidden(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    """handler403: a refusal (PermissionDenied) outside the error family. A
+    page of the site; on the protocol paths, their own format."""
+    if protocol_of(request.path) != "html":
+        return error_response(request, Forbidden(_("Forbidden.")))
+    return pages.forbidden_page(request)
 
 
 # The protocol front-ends that ProtocolMiddleware takes through the short way.

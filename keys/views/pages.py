@@ -1,13 +1,15 @@
 """Errors on the pages for people: inline on the form they belong to, or a
-page of the site's own layout (404, the CSRF 403, 429, 500) that says what
+page of the site's own layout (404, 403, 429, 500) that says what
 to do. The protocol front-ends answer in their own formats (http.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils import timezone
 from django.views import defaults
 
 from ..errors import KeyserverError, KeyTooLarge, SecretKeyRefused
@@ -55,12 +57,19 @@ def error_page(request: HttpRequest, error: KeyserverError) -> HttpResponse:
         template, fields = inline
         context = {"error": error.message, **fields(request, error)}
         return render(request, template, context, status=error.status)
-    page = {"message": error.message, "status": error.status}
+    page: dict[str, object] = {"message": error.message, "status": error.status}
+    retry_after = getattr(error, "retry_after", None)
+    if retry_after:
+        page["retry_at"] = timezone.now() + timedelta(seconds=retry_after)
     return render(request, "error.html", page, status=error.status)
 
 
 def not_found_page(request: HttpRequest) -> HttpResponse:
     return render(request, "404.html", {"request_path": request.path}, status=404)
+
+
+def forbidden_page(request: HttpRequest) -> HttpResponse:
+    return render(request, "403.html", status=403)
 
 
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:

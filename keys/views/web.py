@@ -94,10 +94,12 @@ def request_verify(request: HttpRequest) -> HttpResponse:
         client=client_ip(request),
         locale=get_language() or "",
         actor=f"web {client_ip(request)}",
+        partial=True,
     )
     status = address_status(key)
     # Per address: its state, and what this request did (a mail now, one sent
-    # earlier, or none before `retry_at` because of the address's limit).
+    # earlier, or none before `retry_at` because of the address's or the
+    # client's limit).
     rows = [{"address": a, "state": s, "mailing": done.get(a)} for a, s in status.items()]
     context = {"key": key, "grouped": group_fingerprint(key.fingerprint), "rows": rows, "status": status}
     context["token"] = request.POST.get("token", "")

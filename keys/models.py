@@ -255,6 +255,9 @@ class OutboxMail(models.Model):
         REPLACED = "replaced", _("key replaced")
         WELCOME = "welcome", _("welcome")
         MANAGE = "manage", _("management links")
+        NOTICE = "notice", _("change notice")
+        EXPIRY = "expiry", _("expiry reminder")
+        RECONFIRM = "reconfirm", _("re-confirm an address")
 
     class State(models.TextChoices):
         QUEUED = "queued", _("queued")
@@ -262,7 +265,7 @@ class OutboxMail(models.Model):
         FAILED = "failed", _("failed")
         CANCELLED = "cancelled", _("no longer needed")
 
-    kind = models.CharField(_("kind"), max_length=8, choices=Kind.choices)
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
     address = models.CharField(_("to"), max_length=254)
     binding = models.ForeignKey(
         Binding, null=True, blank=True, on_delete=models.CASCADE, related_name="mails"
@@ -326,7 +329,7 @@ class Source(models.Model):
         WKD = "wkd", "WKD"
 
     name = models.CharField(_("name"), max_length=100, unique=True)
-    kind = models.CharField(_("kind"), max_length=8, choices=Kind.choices)
+    kind = models.CharField(_("kind"), max_length=16, choices=Kind.choices)
     url = models.CharField(_("URL"), max_length=500)
     # Domains this source is the only authority for; empty: a fallback source.
     authoritative_domains = models.JSONField(_("authoritative domains"), default=list, blank=True)

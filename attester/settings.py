@@ -311,11 +311,11 @@ RATE_WELCOME_PER_ADDRESS = env.str("RATE_WELCOME_PER_ADDRESS", default="1/86400"
 RATE_MANAGE_PER_CLIENT = env.str("RATE_MANAGE_PER_CLIENT", default="10/3600")
 RATE_MANAGE_PER_ADDRESS = env.str("RATE_MANAGE_PER_ADDRESS", default="1/900")
 
-# Upstream sources, refresh and OIDC issuers: attester/settings_upstreams.py.
-from .settings_upstreams import *  # noqa: E402,F403
-
-# The server's key, signed mail, notices, reminders, re-confirmation: attester/settings_owners.py.
+# Upstream sources, refresh and OIDC issuers (attester/settings_upstreams.py);
+# the server's key, signed mail, notices, reminders, re-confirmation
+# (attester/settings_owners.py).
 from .settings_owners import *  # noqa: E402,F403
+from .settings_upstreams import *  # noqa: E402,F403
 
 # The JSON APIs as DRF views, their schema and docs page (attester/settings_api.py).
 REST_FRAMEWORK = rest_framework_settings()

@@ -122,3 +122,11 @@ def test_a_reassigned_address_changes_state_with_its_timestamp(client, cast, set
     moved = Binding.objects.get(key=local, address="bob@example.net")
     assert moved.state == Binding.State.UNPUBLISHED
     assert moved.updated > long_ago
+
+
+@pytest.mark.django_db
+def test_the_migrations_describe_every_model_as_it_is():
+    """A model changed without its migration would differ between databases."""
+    out = StringIO()
+    call_command("makemigrations", "--check", "--dry-run", stdout=out)
+    assert "No changes detected" in out.getvalue()

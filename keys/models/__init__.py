@@ -17,7 +17,7 @@ from django.db.models import Q
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from .managers import (
+from ..managers import (
     BindingManager,
     EventManager,
     KeyManager,

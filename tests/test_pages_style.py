@@ -296,3 +296,54 @@ def test_the_admin_key_list_fits_1280_px(browser, site, cast, django_user_model)
     scroll = page.evaluate("[document.scrollingElement.scrollWidth, window.innerWidth]")
     assert scroll[0] <= scroll[1], scroll
     context.close()
+
+
+def _both_widths(page, name: str, language: str, scheme: str) -> None:
+    """Check and photograph the page as it is at 1280 and 360 px."""
+    for width, height in ((1280, 900), (360, 740)):
+        page.set_viewport_size({"width": width, "height": height})
+        _check(page, name, width, scheme)
+        page.screenshot(path=str(SCREENSHOTS / f"{name}-{language}-{scheme}-{width}.png"), full_page=True)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.browser
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+@pytest.mark.parametrize("language", ["en", "de"])
+def test_every_flow_page_at_two_widths(browser, site, cast, mailoutbox, language, scheme):  # noqa: F811
+    """The upload flow (result, mail sent, confirm, published), the key page
+    and the owner's pages (manage, remove confirmation), as a person walks
+    them, at both widths, light and dark, in English and German."""
+    from .test_browser import mailed_path
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    context = browser.new_context(locale=language, extra_http_headers={"Accept-Language": language})
+    page = context.new_page()
+    page.emulate_media(color_scheme=scheme)
+    page.goto(site + "/upload")
+    page.fill("#keytext", cast.alice.text)
+    page.click("main button[type=submit]")
+    page.wait_for_selector("form[action='/upload/request-verify']")
+    _both_widths(page, "upload_result", language, scheme)
+    page.click("form[action='/upload/request-verify'] button[type=submit] >> nth=0")
+    page.wait_for_selector("ul.addresses")
+    assert page.locator("html").get_attribute("lang") == language
+    _both_widths(page, "request_sent", language, scheme)
+    page.goto(site + mailed_path(mailoutbox, "alice@example.org", "verify"))
+    _both_widths(page, "verify", language, scheme)
+    page.click("main form button[type=submit]")
+    page.wait_for_load_state()
+    _both_widths(page, "verified", language, scheme)
+    page.goto(f"{site}/key/{cast.alice.fingerprint}")
+    _both_widths(page, "key", language, scheme)
+    page.goto(site + "/manage")
+    page.fill("#email", "alice@example.org")
+    page.click("main button[type=submit]")
+    page.wait_for_load_state()
+    page.goto(site + mailed_path(mailoutbox, "alice@example.org", "manage"))
+    _both_widths(page, "manage_key", language, scheme)
+    page.click("button[value=remove-key]")
+    page.wait_for_load_state()
+    assert page.locator("button.danger").count() == 1  # the confirmation step, nothing removed yet
+    _both_widths(page, "remove_confirm", language, scheme)
+    context.close()

@@ -70,7 +70,7 @@ def gpg_verify(public: bytes, part: bytes, signature: bytes) -> tuple[int, str]:
             env=env,
             capture_output=True,
         )
-        return result.returncode, result.stdout.decode()
+        return result.returncode, result.stdout.decode(errors="replace")
     finally:
         subprocess.run(["gpgconf", "--kill", "all"], env=env, check=False)
         shutil.rmtree(home, ignore_errors=True)

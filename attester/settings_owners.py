@@ -18,6 +18,9 @@ SERVER_KEY_ALGORITHM = env.str("SERVER_KEY_ALGORITHM", default="ed25519").lower(
 # Every mail is PGP/MIME signed with the server key; false sends plain text
 # (for a relay that rewrites bodies, e.g. adds a footer, and so breaks signatures).
 MAIL_SIGN = env.bool("MAIL_SIGN", default=True)
+# Django's list of former SECRET_KEYs: sessions signed and server keys sealed
+# under them stay readable while SECRET_KEY is rotated (docs/owners.md).
+SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 
 # -- change notices -----------------------------------------------------------------
 

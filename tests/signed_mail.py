@@ -64,7 +64,9 @@ def gpg_verify(public: bytes, part: bytes, signature: bytes) -> tuple[int, str]:
         Path(home, "key.pgp").write_bytes(public)
         Path(home, "part").write_bytes(part)
         Path(home, "part.sig").write_bytes(signature)
-        subprocess.run(["gpg", "--batch", "--import", f"{home}/key.pgp"], env=env, check=True, capture_output=True)
+        subprocess.run(
+            ["gpg", "--batch", "--import", f"{home}/key.pgp"], env=env, check=True, capture_output=True
+        )
         result = subprocess.run(
             ["gpg", "--batch", "--status-fd", "1", "--verify", f"{home}/part.sig", f"{home}/part"],
             env=env,

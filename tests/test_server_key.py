@@ -157,7 +157,7 @@ def test_only_the_given_out_form_carries_the_certification(client, gpg_factory):
 def test_rotating_after_the_secret_key_changed_makes_an_uncertified_key(settings):
     old = server_key.current()
     settings.SECRET_KEY = "another secret key"
-    out, err = command("rotate")
+    _out, err = command("rotate")
     assert "not certified" in err
     new = server_key.current()
     assert new.predecessor == old and server_key.secret(new)
@@ -201,3 +201,14 @@ def test_the_about_page_names_the_previous_key_after_a_rotation(client):
     old = server_key.current()
     command("rotate")
     assert group_fingerprint(old.fingerprint) in client.get("/about").content.decode()
+
+
+def test_a_former_secret_key_in_the_fallbacks_still_opens_it_and_rotate_reseals(settings, gpg_factory):
+    old = server_key.current()
+    settings.SECRET_KEY_FALLBACKS = [settings.SECRET_KEY]
+    settings.SECRET_KEY = "the new secret key"
+    assert openpgp.secret_fingerprint(server_key.secret(old)) == old.fingerprint
+    out, _err = command("rotate")
+    assert "certifies the new key" in out
+    settings.SECRET_KEY_FALLBACKS = []
+    assert server_key.secret(server_key.current())  # sealed under the new SECRET_KEY

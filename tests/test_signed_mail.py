@@ -58,7 +58,12 @@ def test_a_confirmation_mail_is_signed_and_gpg_verifies_it(client, smtp, cast):
 
 
 def test_a_replacement_notice_is_signed_and_gpg_verifies_it(client, smtp, cast):
-    queue(Kind.REPLACED, "alice@example.org", fingerprint=cast.alice.fingerprint, replaced=[cast.bob.fingerprint])
+    queue(
+        Kind.REPLACED,
+        "alice@example.org",
+        fingerprint=cast.alice.fingerprint,
+        replaced=[cast.bob.fingerprint],
+    )
     [raw] = smtp.raw_to("alice@example.org")
     assert "no longer published" in assert_signed_by_server(raw)
 
@@ -100,7 +105,12 @@ def test_the_mail_says_which_key_signed_it_and_where_to_get_it(client, smtp, cas
 
 def test_every_mail_is_signed_by_one_key_made_once(client, smtp, cast):
     request_verify(client, upload(client, cast.bob.data), "bob@example.net")
-    queue(Kind.REPLACED, "alice@example.org", fingerprint=cast.alice.fingerprint, replaced=[cast.bob.fingerprint])
+    queue(
+        Kind.REPLACED,
+        "alice@example.org",
+        fingerprint=cast.alice.fingerprint,
+        replaced=[cast.bob.fingerprint],
+    )
     for raw in smtp.raw:
         assert_signed_by_server(raw)
     assert ServerKey.objects.count() == 1

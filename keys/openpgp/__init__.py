@@ -46,7 +46,6 @@ from .reading import (
     parse,
     scan,
 )
-
 from .signing import SigningError, armor_secret, certify, public_part, sign_detached, signature_hash
 from .signing import fingerprint as secret_fingerprint
 from .signing import generate as generate_secret
@@ -55,7 +54,6 @@ __all__ = [
     "DEFAULT_LIMITS",
     "KEY_REVOCATION",
     "SIG",
-    "SigningError",
     "UID",
     "Candidate",
     "CertInfo",
@@ -65,14 +63,15 @@ __all__ = [
     "Revocation",
     "Scan",
     "Signature",
+    "SigningError",
     "SubkeyInfo",
     "Upload",
     "UserIdInfo",
     "add_revocation",
     "armor",
     "armor_secret",
-    "certify",
     "can_encrypt",
+    "certify",
     "clean",
     "contains",
     "dearmor",

@@ -34,7 +34,7 @@ def _message(row: OutboxMail, template: str, context: dict[str, Any]) -> EmailMe
     key = server_key.current() if settings.MAIL_SIGN else None
     with translation.override(row.params.get("locale") or settings.LANGUAGE_CODE):
         subject = render_to_string(f"mail/{template}_subject.txt", context).strip()
-        body = render_to_string(f"mail/{template}_body.txt", context)
+        body: str = render_to_string(f"mail/{template}_body.txt", context)
         if key is not None:
             note = {
                 **context,

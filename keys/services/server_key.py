@@ -85,9 +85,9 @@ def history(address: str | None = None) -> list[ServerKey]:
 # -- sealing ---------------------------------------------------------------------------
 
 
-def _aead() -> AESGCM:
+def _aead(secret_key: str | None = None) -> AESGCM:
     material = HKDF(algorithm=SHA256(), length=32, salt=None, info=_HKDF_INFO).derive(
-        settings.SECRET_KEY.encode()
+        (secret_key if secret_key is not None else settings.SECRET_KEY).encode()
     )
     return AESGCM(material)
 
@@ -100,13 +100,16 @@ def _seal(tsk: bytes, fingerprint: str) -> bytes:
 def secret(key: ServerKey) -> bytes:
     """The decrypted binary secret key (TSK) of `key`, for the OpenPGP seam."""
     sealed = bytes(key.sealed_secret)
-    try:
-        return _aead().decrypt(sealed[:12], sealed[12:], key.fingerprint.encode())
-    except InvalidTag:
-        raise ServerKeyUnreadable(
-            f"the secret of server key {key.fingerprint} cannot be opened with this SECRET_KEY; "
-            "run `manage.py server_key rotate` to make a new one"
-        ) from None
+    # Django's SECRET_KEY_FALLBACKS, the old keys of a SECRET_KEY rotation, open it too.
+    for secret_key in (settings.SECRET_KEY, *getattr(settings, "SECRET_KEY_FALLBACKS", [])):
+        try:
+            return _aead(secret_key).decrypt(sealed[:12], sealed[12:], key.fingerprint.encode())
+        except InvalidTag:
+            continue
+    raise ServerKeyUnreadable(
+        f"the secret of server key {key.fingerprint} cannot be opened with this SECRET_KEY; "
+        "run `manage.py server_key rotate` to make a new one"
+    )
 
 
 def armored(key: ServerKey) -> str:

@@ -75,7 +75,7 @@ class SignedEmailMessage(EmailMessage):
         self.signature = signature
         self.micalg = micalg
 
-    def message(self) -> Message:  # type: ignore[override]
+    def message(self) -> Message:
         plain = super().message()  # the headers, checked and encoded by Django
         boundary = f"=-signed-{secrets.token_hex(12)}"
         signature = self.signature.decode("ascii").replace("\r\n", "\n").strip("\n").replace("\n", "\r\n")

@@ -58,7 +58,9 @@ class Command(BaseCommand):
         self.stdout.write(f"created:     {key.created.isoformat(timespec='seconds')}")
         self.stdout.write(f"published:   {'yes' if key.key_id else 'no (the address cannot be published)'}")
         if key.predecessor:
-            self.stdout.write(f"certified by the previous key {group_fingerprint(key.predecessor.fingerprint)}")
+            self.stdout.write(
+                f"certified by the previous key {group_fingerprint(key.predecessor.fingerprint)}"
+            )
         self.stdout.write(server_key.armored(key), ending="")
 
     def _rotate(self, address: str) -> None:

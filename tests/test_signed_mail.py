@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from email import message_from_bytes
+from typing import Any
 
 import pytest
 from django.db import transaction
@@ -44,7 +45,7 @@ def publish(client, smtp, data: bytes, address: str) -> None:
     assert client.post(smtp.link(address)).status_code == 200
 
 
-def queue(kind: str, address: str, **params: object) -> None:
+def queue(kind: str, address: str, **params: Any) -> None:
     with transaction.atomic():  # delivered when it commits, as after any change
         outbox.enqueue(kind, address, **params)
 

@@ -39,13 +39,14 @@ from .. import clock, openpgp
 from ..errors import InvalidEmail, KeyserverError
 from ..identifiers import normalize_email
 from ..models import Binding, ServerKey
-from . import imports, publication, verification
+from . import imports, publication
 from .locking import locked_key
 
 log = logging.getLogger("keyserver.server_key")
 ACTOR = "server_key"
 # Changing this string makes every stored secret unreadable: it versions the sealing.
 _HKDF_INFO = b"keyserver server-key sealing v1"
+_UNPUBLISHABLE = (Binding.State.REVOKED, Binding.State.REMOVED_BY_POLICY)
 
 
 class ServerKeyUnreadable(Exception):
@@ -110,6 +111,11 @@ def secret(key: ServerKey) -> bytes:
         f"the secret of server key {key.fingerprint} cannot be opened with this SECRET_KEY; "
         "run `manage.py server_key rotate` to make a new one"
     )
+
+
+def armored_secret(key: ServerKey) -> str:
+    """The secret key, armored (`manage.py server_key export --secret`)."""
+    return openpgp.armor_secret(secret(key))
 
 
 def armored(key: ServerKey) -> str:
@@ -208,8 +214,14 @@ def _publish(row: ServerKey) -> None:
         return
     try:
         with transaction.atomic():
-            key = imports.import_keys(bytes(row.public), actor=ACTOR).keys[0].key
-            verification.publish_proven(key, address, Binding.Validation.SERVER_KEY, actor=ACTOR)
+            imported = imports.import_keys(bytes(row.public), actor=ACTOR).keys[0].key
+            # What verification.publish_proven does, without its mail (keys.services
+            # stays acyclic: the mail composer needs this module).
+            with locked_key(imported.pk) as key:
+                binding = key.bindings.filter(address=address).exclude(state__in=_UNPUBLISHABLE).first()
+                if binding is None or key.revoked or key.blocked:
+                    raise KeyserverError(f"the key has no publishable user ID for {address}")
+                publication.publish(key, binding, Binding.Validation.SERVER_KEY, actor=ACTOR)
     except KeyserverError as exc:
         log.warning("server key %s not published for %s: %s", row.fingerprint, address, exc.message)
         return

@@ -6,7 +6,6 @@ from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
-from keys import openpgp
 from keys.identifiers import group_fingerprint
 from keys.models import ServerKey
 from keys.services import server_key
@@ -46,7 +45,7 @@ class Command(BaseCommand):
                 "server. Keep it offline and encrypted; never upload it anywhere."
             )
             try:
-                self.stdout.write(openpgp.armor_secret(server_key.secret(key)), ending="")
+                self.stdout.write(server_key.armored_secret(key), ending="")
             except server_key.ServerKeyUnreadable as exc:
                 raise CommandError(str(exc)) from None
         else:

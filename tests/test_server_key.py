@@ -212,3 +212,10 @@ def test_a_former_secret_key_in_the_fallbacks_still_opens_it_and_rotate_reseals(
     assert "certifies the new key" in out
     settings.SECRET_KEY_FALLBACKS = []
     assert server_key.secret(server_key.current())  # sealed under the new SECRET_KEY
+
+
+def test_the_admin_lists_the_server_keys_read_only(admin_client):
+    key = server_key.current()
+    page = admin_client.get("/admin/keys/serverkey/")
+    assert page.status_code == 200 and key.fingerprint in page.content.decode()
+    assert admin_client.get("/admin/keys/serverkey/add/").status_code == 403

@@ -42,7 +42,8 @@ def _message(row: OutboxMail, template: str, context: dict[str, Any]) -> EmailMe
                 "server_key": key.fingerprint,
                 "keyserver": keyserver_uri(settings.SITE_URL),
             }
-            body = body.rstrip("\n") + "\n\n" + render_to_string("mail/signed_by.txt", note)
+            note_text = render_to_string("mail/signed_by.txt", note).strip("\n")
+            body = body.rstrip("\n") + "\n\n" + note_text + "\n"
     # The same Message-ID on every try of one row: if a try reached the SMTP
     # server but its outcome was never recorded, the copy is recognisable.
     host = urlsplit(settings.SITE_URL).hostname or "localhost"

@@ -21,6 +21,8 @@ from pathlib import Path
 
 import pytest
 
+from .signed_mail import mail_text
+
 FIXTURES = Path(__file__).parent / "fixtures"
 
 
@@ -115,6 +117,7 @@ class SmtpSink:
         from aiosmtpd.controller import Controller
 
         self.messages: list[Message] = []
+        self.raw: list[bytes] = []  # as received, CRLF: signatures are checked on these
         self.fail_next = 0
         self.delay = 0.0  # seconds each message takes to accept, as a slow relay
         self._lock = threading.Lock()
@@ -129,6 +132,7 @@ class SmtpSink:
                         sink.fail_next -= 1
                         return "451 4.3.0 try again later"
                     sink.messages.append(message_from_bytes(envelope.content))
+                    sink.raw.append(envelope.content)
                 return "250 OK"
 
         self.port = free_port()
@@ -141,15 +145,16 @@ class SmtpSink:
     def to(self, address: str) -> list[Message]:
         return [m for m in self.messages if address in m["To"]]
 
+    def raw_to(self, address: str) -> list[bytes]:
+        return [raw for raw, m in zip(self.raw, self.messages, strict=True) if address in m["To"]]
+
     def link(self, address: str) -> str:
         """The confirmation link of the newest mail to `address`."""
         import re
 
         mails = self.to(address)
         assert mails, f"no mail to {address}"
-        payload = mails[-1].get_payload(decode=True)
-        assert isinstance(payload, bytes)
-        body = payload.decode()
+        body = mail_text(mails[-1])
         match = re.search(r"https?://\S+/verify/[A-Za-z0-9_-]+", body)
         assert match, body
         return match.group(0)

@@ -19,6 +19,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from . import upstreams
 from .certs import public_key
+from .signed_mail import mail_text
 from .stack import ROOT, Stack, wait_for
 
 
@@ -129,7 +130,7 @@ def test_every_log_line_is_json_with_the_request_id_and_holds_no_secret(stack):
     link = stack.smtp.link(address)
     requests.get(link.replace("/verify/", "/verify/x"), timeout=10)  # a bad link: logged as a 4xx
     assert confirm(stack, address).status_code == 200
-    mail_body = stack.smtp.to(address)[-1].get_payload(decode=True).decode()
+    mail_body = mail_text(stack.smtp.to(address)[-1])
     wait_for(lambda: "trace-0002-verify" in stack.logs(), 10, "the worker's lines")
 
     lines = [line for line in stack.logs().splitlines() if line.startswith("{")]

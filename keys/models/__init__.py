@@ -133,6 +133,7 @@ class Binding(models.Model):
         UPSTREAM_VERIFIED = "upstream_verified", _("verifying upstream")
         UPSTREAM_UNVERIFIED = "upstream_unverified", _("unverified upstream")
         FINGERPRINT_VERIFIED = "fingerprint_verified", _("fingerprint verified")
+        SERVER_KEY = "server_key", _("this server's own key")
 
     key = models.ForeignKey(Key, on_delete=models.CASCADE, related_name="bindings")
     address = models.CharField(_("address"), max_length=254)
@@ -356,3 +357,4 @@ class Source(models.Model):
 
 models.signals.post_save.connect(SourceManager.forget, sender=Source)
 models.signals.post_delete.connect(SourceManager.forget, sender=Source)
+from .server_key import ServerKey  # noqa: E402, F401

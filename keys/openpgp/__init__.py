@@ -9,7 +9,9 @@ limits of an upload are passed in as `Limits`.
 - `reading`: uploads scanned, verified and merged (`scan`, `clean`, `parse`,
   `merge`, `add_revocation`, `load`, `load_stored`, `contains`);
 - `certs`: the verified certificate as values (`CertInfo`) and the forms
-  derived from it (`publishable`).
+  derived from it (`publishable`);
+- `signing`: the server's own secret key (`generate_secret`, `certify`,
+  `sign_detached`), for signed mail.
 """
 
 from .certs import CertInfo, Component, SubkeyInfo, UserIdInfo, can_encrypt, publishable, uid_address
@@ -44,6 +46,9 @@ from .reading import (
     parse,
     scan,
 )
+from .signing import SigningError, armor_secret, certify, public_part, sign_detached, signature_hash
+from .signing import fingerprint as secret_fingerprint
+from .signing import generate as generate_secret
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -58,16 +63,20 @@ __all__ = [
     "Revocation",
     "Scan",
     "Signature",
+    "SigningError",
     "SubkeyInfo",
     "Upload",
     "UserIdInfo",
     "add_revocation",
     "armor",
+    "armor_secret",
     "can_encrypt",
+    "certify",
     "clean",
     "contains",
     "dearmor",
     "encrypt",
+    "generate_secret",
     "is_armored",
     "iter_certificates",
     "iter_packets",
@@ -77,7 +86,11 @@ __all__ = [
     "merge",
     "parse",
     "parse_signature",
+    "public_part",
     "publishable",
     "scan",
+    "secret_fingerprint",
+    "sign_detached",
+    "signature_hash",
     "uid_address",
 ]

@@ -19,9 +19,9 @@ from django.template.loader import render_to_string
 from django.utils import translation
 
 from .. import openpgp
-from ..identifiers import group_fingerprint
+from ..identifiers import group_fingerprint, keyserver_uri
 from ..models import Key, OutboxMail, VerificationToken
-from . import tokens
+from . import server_key, signed_mail, tokens
 
 AUTO_HEADERS = {"Auto-Submitted": "auto-generated", "X-Auto-Response-Suppress": "All"}
 Kind = OutboxMail.Kind
@@ -29,14 +29,28 @@ Kind = OutboxMail.Kind
 
 def _message(row: OutboxMail, template: str, context: dict[str, Any]) -> EmailMessage:
     context = {"site_name": settings.SITE_NAME, "site_url": settings.SITE_URL, **context}
+    # Every mail is PGP/MIME signed with the server's key (RFC 3156). A
+    # database away raises here, so the outbox tries again: never unsigned.
+    key = server_key.current() if settings.MAIL_SIGN else None
     with translation.override(row.params.get("locale") or settings.LANGUAGE_CODE):
         subject = render_to_string(f"mail/{template}_subject.txt", context).strip()
-        body = render_to_string(f"mail/{template}_body.txt", context)
+        body: str = render_to_string(f"mail/{template}_body.txt", context)
+        if key is not None:
+            note = {
+                **context,
+                "server_fingerprint": group_fingerprint(key.fingerprint),
+                "server_key": key.fingerprint,
+                "keyserver": keyserver_uri(settings.SITE_URL),
+            }
+            note_text = render_to_string("mail/signed_by.txt", note).strip("\n")
+            body = body.rstrip("\n") + "\n\n" + note_text + "\n"
     # The same Message-ID on every try of one row: if a try reached the SMTP
     # server but its outcome was never recorded, the copy is recognisable.
     host = urlsplit(settings.SITE_URL).hostname or "localhost"
     headers = {**AUTO_HEADERS, "Message-ID": f"<outbox-{row.pk}.{row.created:%Y%m%d%H%M%S}@{host}>"}
-    return EmailMessage(subject, body, to=[row.address], headers=headers)
+    if key is None:
+        return EmailMessage(subject, body, to=[row.address], headers=headers)
+    return signed_mail.signed(server_key.secret(key), subject, body, to=[row.address], headers=headers)
 
 
 def _token(made: list[str], purpose: str, key: Key, address: str, *, replace: bool = False) -> str:

@@ -16,7 +16,7 @@ from ..errors import InvalidKey, NoKeyUploaded
 from ..identifiers import group_fingerprint, normalize_email, parse_address, parse_search
 from ..models import Binding
 from ..services import manage as owner
-from ..services import submission, verification
+from ..services import server_key, submission, verification
 from .http import address_status, client_ip
 
 
@@ -196,3 +196,24 @@ def about_api(request: HttpRequest) -> HttpResponse:
 @require_safe
 def about_privacy(request: HttpRequest) -> HttpResponse:
     return render(request, "about_privacy.html", privacy.facts())
+
+
+@require_safe
+def about(request: HttpRequest) -> HttpResponse:
+    """This server, and its own key: the one that signs every mail it sends."""
+    key = server_key.current()
+    context = {
+        "server_key": key,
+        "grouped": group_fingerprint(key.fingerprint),
+        "predecessor": group_fingerprint(key.predecessor.fingerprint) if key.predecessor else "",
+    }
+    return render(request, "about.html", context)
+
+
+@require_safe
+def server_key_file(request: HttpRequest) -> HttpResponse:
+    """The server's key as given out: with the certification by its predecessor."""
+    key = server_key.current()
+    response = HttpResponse(server_key.armored(key), content_type="application/pgp-keys")
+    response["Content-Disposition"] = f'attachment; filename="{key.fingerprint}.asc"'
+    return response

@@ -67,6 +67,12 @@ def assert_only_published_addresses_told() -> None:
             ).exists(), (row.address, change)
 
 
+def text_of(mail) -> str:
+    payload = mail.get_payload(decode=True)
+    assert isinstance(payload, bytes)
+    return payload.decode()
+
+
 def gpg_key(gpg, *uids: str) -> str:
     fpr = gpg.generate(uids[0])
     for uid in uids[1:]:
@@ -187,7 +193,7 @@ def test_a_burst_of_20_changes_is_one_notice_per_address_and_the_next_day_anothe
         send()
         for address in addresses:
             [mail] = sink.to(address)
-            body = mail.get_payload(decode=True).decode()
+            body = text_of(mail)
             assert body.count("A new subkey was added: ") == 10
             assert body.count("The expiry date changed from ") == 10
             assert mail["Auto-Submitted"] == "auto-generated"
@@ -203,7 +209,7 @@ def test_a_burst_of_20_changes_is_one_notice_per_address_and_the_next_day_anothe
         send()
         for address in addresses:
             assert len(sink.to(address)) == 2
-            later = sink.to(address)[-1].get_payload(decode=True).decode()
+            later = text_of(sink.to(address)[-1])
             assert later.count("A new subkey was added: ") == 1
     finally:
         sink.stop()
@@ -241,7 +247,9 @@ def admin_action(admin_client, model: str, name: str, pks: list[int]):
 def test_a_removal_by_policy_in_the_admin_is_told(ks, cast, admin_client, now):
     ks.publish(cast.bob.data, "bob@example.net")
     ks.publish(cast.alice.data, *ALICE)
-    admin_action(admin_client, "key", "remove_by_policy", [Key.objects.get(fingerprint=cast.bob.fingerprint).pk])
+    admin_action(
+        admin_client, "key", "remove_by_policy", [Key.objects.get(fingerprint=cast.bob.fingerprint).pk]
+    )
     binding = Binding.objects.get(address="alice@work.example.com")
     admin_action(admin_client, "binding", "remove_address_by_policy", [binding.pk])
     assert admin_client.get("/admin/keys/noticechange/").status_code == 200

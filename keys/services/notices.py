@@ -85,25 +85,35 @@ def _iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
-def compare(old: openpgp.CertInfo, new: openpgp.CertInfo) -> list[tuple[str, dict[str, Any]]]:
-    """The changes an owner is told of between two copies of one certificate."""
-    changes: list[tuple[str, dict[str, Any]]] = []
+def _subkey_changes(old: openpgp.CertInfo, new: openpgp.CertInfo) -> list[tuple[str, dict[str, Any]]]:
     before = {s.fingerprint: s for s in old.subkeys}
     added = [s.fingerprint for s in new.subkeys if s.fingerprint not in before]
+    revoked = [
+        s.fingerprint
+        for s in new.subkeys
+        if s.revoked and s.fingerprint in before and not before[s.fingerprint].revoked
+    ]
+    changes: list[tuple[str, dict[str, Any]]] = []
     if added:
         changes.append((Change.SUBKEY_ADDED, {"subkeys": added}))
-    revoked = [s.fingerprint for s in new.subkeys if s.revoked and s.fingerprint in before]
-    revoked = [f for f in revoked if not before[f].revoked]
     if revoked:
         changes.append((Change.SUBKEY_REVOKED, {"subkeys": revoked}))
+    return changes
+
+
+def compare(old: openpgp.CertInfo, new: openpgp.CertInfo) -> list[tuple[str, dict[str, Any]]]:
+    """The changes an owner is told of between two copies of one certificate."""
+    changes = _subkey_changes(old, new)
     if old.expires != new.expires:
         changes.append((Change.EXPIRY_CHANGED, {"old": _iso(old.expires), "new": _iso(new.expires)}))
     if new.revoked and not old.revoked:
         changes.append((Change.KEY_REVOKED, {}))
     was_revoked = {u.value for u in old.user_ids if u.revoked}
-    for uid in new.user_ids:
-        if uid.revoked and uid.value not in was_revoked and uid.email:
-            changes.append((Change.USER_ID_REVOKED, {"user_id": uid.value}))
+    changes += [
+        (Change.USER_ID_REVOKED, {"user_id": u.value})
+        for u in new.user_ids
+        if u.revoked and u.email and u.value not in was_revoked
+    ]
     return changes
 
 

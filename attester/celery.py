@@ -24,7 +24,7 @@ app.autodiscover_tasks()
 
 
 # The one beat schedule: every periodic job, each also a management command
-# (refresh_keys --due, housekeeping). The intervals are settings, so .env sets
+# (refresh_keys --due, send_notices, housekeeping). The intervals are settings, so .env sets
 # them like everything else; they are read once the settings are loaded.
 def beat_schedule() -> dict[str, dict[str, object]]:
     every = float(settings.CELERY_HEARTBEAT_SECONDS)
@@ -48,6 +48,10 @@ def beat_schedule() -> dict[str, dict[str, object]]:
         "sweep-outbox": {
             "task": "keys.tasks.sweep_outbox",
             "schedule": float(settings.OUTBOX_SWEEP_SECONDS),
+        },
+        "send-notices": {
+            "task": "keys.tasks.send_notices",
+            "schedule": float(settings.NOTICE_TICK_SECONDS),
         },
         "housekeeping": {
             "task": "keys.tasks.housekeeping_task",

@@ -7,6 +7,8 @@ Every variable is listed with its default in `.env.example`; docs/owners.md
 describes each feature.
 """
 
+from datetime import timedelta
+
 import environ
 
 env = environ.Env()
@@ -23,6 +25,18 @@ MAIL_SIGN = env.bool("MAIL_SIGN", default=True)
 SECRET_KEY_FALLBACKS = env.list("SECRET_KEY_FALLBACKS", default=[])
 
 # -- change notices -----------------------------------------------------------------
+
+# Each published address of a key that changes (new subkey, expiry, revocation,
+# a user ID revoked, an address moved upstream, removal by policy) is told,
+# in at most one mail per NOTICE_INTERVAL_HOURS; the first change of a quiet
+# address waits NOTICE_DELAY_MINUTES so a burst of changes makes one mail.
+NOTICES_ENABLED = env.bool("NOTICES_ENABLED", default=True)
+NOTICE_INTERVAL_HOURS = env.int("NOTICE_INTERVAL_HOURS", default=24)
+NOTICE_DELAY_MINUTES = env.int("NOTICE_DELAY_MINUTES", default=15)
+# How long the opt-out link of a notice works (reusable until then).
+NOTICE_OPTOUT_TOKEN_TTL = timedelta(days=env.int("NOTICE_OPTOUT_TOKEN_DAYS", default=30))
+# How often the beat schedule looks for due notices.
+NOTICE_TICK_SECONDS = env.int("NOTICE_TICK_SECONDS", default=60)
 
 # -- expiry reminders ---------------------------------------------------------------
 

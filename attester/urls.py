@@ -5,7 +5,7 @@ from django.contrib import admin
 from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from keys.views import attester, health, hkp, keypage, ldap, metrics, vks, web, wkd
+from keys.views import attester, health, hkp, keypage, ldap, metrics, notices, vks, web, wkd
 
 urlpatterns = [
     path("pks/lookup", hkp.lookup, name="hkp-lookup"),
@@ -62,6 +62,7 @@ urlpatterns = [
     path("verify/<str:token>", web.verify, name="verify"),
     path("manage", web.manage, name="manage"),
     path("manage/<str:token>", web.manage_key, name="manage-key"),
+    path("notices/off/<str:token>", notices.off, name="notices-off"),
     path("fingerprint", web.fingerprint, name="fingerprint"),
     path("about", web.about, name="about"),
     path("about/server-key.asc", web.server_key_file, name="server-key"),

@@ -24,7 +24,7 @@ from keys import clock, metrics, openpgp, ratelimit
 from keys.errors import KeyserverError
 from keys.identifiers import Query
 from keys.models import Binding, Event, Key, Origin, Source
-from keys.services import imports, publication
+from keys.services import imports, notices, publication
 from keys.services.limits import limits
 from keys.services.locking import locked_key
 from keys.services.schedule import next_refresh
@@ -203,7 +203,11 @@ def _moved_upstream(key: Key, binding: Binding, source: Source, query: Query, bl
         Event.objects.record("upstream_changed", key=key, address=binding.address, actor=actor, detail="kept")
         return
     with locked_key(key.pk) as locked:
+        told = notices.published_addresses(locked) if binding.state == State.PUBLISHED else []
         publication.unpublish(locked, locked.bindings.filter(pk=binding.pk), actor=actor, event=None)
+        notices.record(
+            told, key.fingerprint, notices.Change.ADDRESS_MOVED, actor=actor, address=binding.address
+        )
     others = [k for k in import_answer(blocks, source, query) if k.pk != key.pk]
     newest = max(others, key=lambda k: k.created).fingerprint if others else "none"
     Event.objects.record("address_reassigned", key=key, address=binding.address, actor=actor, detail=newest)

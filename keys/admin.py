@@ -343,3 +343,4 @@ class OutboxAdmin(admin.ModelAdmin):
 
 
 from . import admin_server_key  # noqa: E402, F401
+from . import admin_notices  # noqa: E402, F401  (its ModelAdmins register themselves)

@@ -1,5 +1,5 @@
 """Celery tasks of the keys app: wake-ups for the mail outbox, its sweep,
-and housekeeping on the beat schedule.
+change notices and housekeeping on the beat schedule.
 
 A task here carries a row id, never a mail: the row in the outbox is the
 mail (keys.services.outbox), so a message the broker loses only delays it.
@@ -14,7 +14,7 @@ from django.db import DatabaseError, transaction
 
 from . import heartbeat as beats
 from .models import Binding, Key, OutboxMail
-from .services import outbox
+from .services import notices, outbox
 from .services.housekeeping import prune
 
 Kind = OutboxMail.Kind
@@ -43,6 +43,12 @@ def sweep_outbox() -> dict[str, int]:
 def housekeeping_task() -> dict[str, int]:
     """Prune expired tokens, uploads never confirmed and old events."""
     return prune()
+
+
+@shared_task(name="keys.tasks.send_notices")
+def send_notices_task() -> dict[str, int]:
+    """Queue one change notice per address whose pending changes are due."""
+    return notices.send_due()
 
 
 @shared_task(name="keys.tasks.heartbeat", ignore_result=True)

@@ -178,6 +178,8 @@ class VerificationToken(models.Model):
         VERIFY = "verify", _("verify an address")
         UPLOAD = "upload", _("upload session")
         MANAGE = "manage", _("manage a key")
+        # A change notice's opt-out link (reusable while it lasts; keys.services.notices).
+        NOTICES = "notices", _("stop change notices")
 
     digest = models.CharField(max_length=64, unique=True)
     purpose = models.CharField(max_length=8, choices=Purpose.choices)
@@ -358,3 +360,4 @@ class Source(models.Model):
 models.signals.post_save.connect(SourceManager.forget, sender=Source)
 models.signals.post_delete.connect(SourceManager.forget, sender=Source)
 from .server_key import ServerKey  # noqa: E402, F401
+from .notices import NoticeChange, NoticeOptOut  # noqa: E402, F401

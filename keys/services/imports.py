@@ -17,7 +17,7 @@ from .. import clock, openpgp
 from ..errors import InvalidKey, RemovedByPolicy
 from ..models import Event, Key, Origin, Subkey
 from ..rows import StoredCopy
-from . import publication, published_files
+from . import notices, publication, published_files
 from .limits import limits
 from .locking import locked_key
 from .schedule import next_refresh, refreshable
@@ -246,7 +246,9 @@ def _key_fields(info: openpgp.CertInfo) -> dict[str, object]:
 
 
 def _apply(key: Key, info: openpgp.CertInfo, *, actor: str) -> None:
-    """Write a certificate's facts to the locked key and its rows."""
+    """Write a certificate's facts to the locked key and its rows; the
+    addresses published until now are told what changed (change notices)."""
+    before = notices.Before(key)
     for name, value in _key_fields(info).items():
         setattr(key, name, value)
     key.save()
@@ -261,6 +263,7 @@ def _apply(key: Key, info: openpgp.CertInfo, *, actor: str) -> None:
     )
     publication.sync_bindings(key, info, actor=actor)
     publication.rebuild(key, info, gone=gone)
+    before.told(key, info, actor=actor)
 
 
 def stored_certificate(key: Key) -> openpgp.CertInfo:

@@ -10,6 +10,7 @@ deleted.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,7 +21,7 @@ from django.utils import translation
 
 from .. import openpgp
 from ..identifiers import group_fingerprint, keyserver_uri
-from ..models import Key, OutboxMail, VerificationToken
+from ..models import Key, NoticeChange, NoticeOptOut, OutboxMail, VerificationToken
 from . import server_key, signed_mail, tokens
 
 AUTO_HEADERS = {"Auto-Submitted": "auto-generated", "X-Auto-Response-Suppress": "All"}
@@ -113,11 +114,53 @@ def _manage(row: OutboxMail, made: list[str]) -> EmailMessage | None:
     return _message(row, "manage", {"address": row.address, "links": links, "minutes": minutes})
 
 
+def _when(value: str | None, pattern: str = "%Y-%m-%d %H:%M UTC") -> str | None:
+    return datetime.fromisoformat(value).strftime(pattern) if value else None
+
+
+def _notice_line(change: dict[str, Any]) -> dict[str, Any]:
+    detail = change.get("detail") or {}
+    return {
+        "change": change["change"],
+        "at": _when(change["at"]),
+        "via": NoticeChange.Via(change["via"]).label,
+        "subkeys": ", ".join(group_fingerprint(f) for f in detail.get("subkeys", [])),
+        "old": _when(detail.get("old"), "%Y-%m-%d"),
+        "new": _when(detail.get("new"), "%Y-%m-%d"),
+        "user_id": detail.get("user_id", ""),
+        "address": detail.get("address", ""),
+    }
+
+
+def _notice(row: OutboxMail, made: list[str]) -> EmailMessage | None:
+    """What changed on the keys published for the address, how to undo it,
+    and a link to stop these notices (keys.services.notices)."""
+    if NoticeOptOut.objects.filter(digest=NoticeOptOut.hash(row.address)).exists():
+        return None
+    changes = row.params["changes"]
+    keys: dict[str, list[dict[str, Any]]] = {}
+    for change in changes:
+        keys.setdefault(change["fingerprint"], []).append(_notice_line(change))
+    context: dict[str, Any] = {
+        "address": row.address,
+        "keys": [{"fingerprint": group_fingerprint(f), "changes": lines} for f, lines in keys.items()],
+        "kinds": {c["change"] for c in changes},
+        "days": settings.NOTICE_OPTOUT_TOKEN_TTL.days,
+    }
+    # The opt-out token names a key of the notice that is still stored.
+    key = Key.objects.filter(fingerprint__in=list(keys)).order_by("-created").first()
+    if key is not None:
+        plain = _token(made, VerificationToken.Purpose.NOTICES, key, row.address)
+        context["optout"] = f"{settings.SITE_URL}/notices/off/{plain}"
+    return _message(row, "notice", context)
+
+
 _COMPOSERS: dict[str, Callable[[OutboxMail, list[str]], EmailMessage | None]] = {
     Kind.VERIFY: _verify,
     Kind.REPLACED: _replaced,
     Kind.WELCOME: _welcome,
     Kind.MANAGE: _manage,
+    Kind.NOTICE: _notice,
 }
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from .. import clock
 from ..models import Binding, Event, Key, PolicyBlock
-from . import publication, published_files
+from . import notices, publication, published_files
 from .locking import locked_key
 
 State = Binding.State
@@ -50,7 +50,9 @@ def remove_key_by_policy(key: Key, *, reason: str, actor: str) -> None:
         PolicyBlock.objects.get_or_create(
             fingerprint=key.fingerprint, defaults={"reason": reason, "created_by": actor}
         )
+        told = notices.published_addresses(key)
         publication.remove_key(key, actor=actor, reason=reason)
+        notices.record(told, key.fingerprint, notices.Change.KEY_REMOVED, actor=actor)
 
 
 def remove_address_by_policy(address: str, *, reason: str, actor: str) -> None:
@@ -77,4 +79,8 @@ def apply_policy_block(block: PolicyBlock, *, actor: str) -> None:
             continue
         with locked_key(binding.key_id) as key:
             locked = key.bindings.get(pk=binding.pk)
+            told = notices.published_addresses(key) if locked.state == State.PUBLISHED else []
             publication.remove_address(key, locked, actor=actor, reason=block.reason)
+            notices.record(
+                told, key.fingerprint, notices.Change.ADDRESS_REMOVED, actor=actor, address=locked.address
+            )

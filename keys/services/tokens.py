@@ -16,6 +16,7 @@ _TTL = {
     Purpose.VERIFY: "VERIFY_TOKEN_TTL",
     Purpose.UPLOAD: "UPLOAD_TOKEN_TTL",
     Purpose.MANAGE: "MANAGE_TOKEN_TTL",
+    Purpose.NOTICES: "NOTICE_OPTOUT_TOKEN_TTL",
 }
 
 

@@ -9,7 +9,8 @@ limits of an upload are passed in as `Limits`.
 - `reading`: uploads scanned, verified and merged (`scan`, `clean`, `parse`,
   `merge`, `add_revocation`, `load`, `load_stored`, `contains`);
 - `certs`: the verified certificate as values (`CertInfo`) and the forms
-  derived from it (`publishable`).
+  derived from it (`publishable`);
+- `wks`: keys of the server's own and decryption, for the Web Key Service.
 """
 
 from .certs import CertInfo, Component, SubkeyInfo, UserIdInfo, can_encrypt, publishable, uid_address
@@ -44,6 +45,7 @@ from .reading import (
     parse,
     scan,
 )
+from .wks import GeneratedKey, WksCryptoError, decrypt, generate
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -53,6 +55,7 @@ __all__ = [
     "Candidate",
     "CertInfo",
     "Component",
+    "GeneratedKey",
     "Limits",
     "Packet",
     "Revocation",
@@ -61,13 +64,16 @@ __all__ = [
     "SubkeyInfo",
     "Upload",
     "UserIdInfo",
+    "WksCryptoError",
     "add_revocation",
     "armor",
     "can_encrypt",
     "clean",
     "contains",
     "dearmor",
+    "decrypt",
     "encrypt",
+    "generate",
     "is_armored",
     "iter_certificates",
     "iter_packets",

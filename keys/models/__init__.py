@@ -133,6 +133,7 @@ class Binding(models.Model):
         UPSTREAM_VERIFIED = "upstream_verified", _("verifying upstream")
         UPSTREAM_UNVERIFIED = "upstream_unverified", _("unverified upstream")
         FINGERPRINT_VERIFIED = "fingerprint_verified", _("fingerprint verified")
+        WKS_CONFIRMED = "wks_confirmed", _("confirmed over the Web Key Service")
 
     key = models.ForeignKey(Key, on_delete=models.CASCADE, related_name="bindings")
     address = models.CharField(_("address"), max_length=254)
@@ -177,6 +178,7 @@ class VerificationToken(models.Model):
         VERIFY = "verify", _("verify an address")
         UPLOAD = "upload", _("upload session")
         MANAGE = "manage", _("manage a key")
+        WKS = "wks", _("Web Key Service nonce")
 
     digest = models.CharField(max_length=64, unique=True)
     purpose = models.CharField(max_length=8, choices=Purpose.choices)
@@ -258,6 +260,7 @@ class OutboxMail(models.Model):
         NOTICE = "notice", _("change notice")
         EXPIRY = "expiry", _("expiry reminder")
         RECONFIRM = "reconfirm", _("re-confirm an address")
+        WKS = "wks", _("Web Key Service")
 
     class State(models.TextChoices):
         QUEUED = "queued", _("queued")

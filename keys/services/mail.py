@@ -21,7 +21,7 @@ from django.utils import translation
 from .. import openpgp
 from ..identifiers import group_fingerprint
 from ..models import Key, OutboxMail, VerificationToken
-from . import tokens
+from . import tokens, wks_mail
 
 AUTO_HEADERS = {"Auto-Submitted": "auto-generated", "X-Auto-Response-Suppress": "All"}
 Kind = OutboxMail.Kind
@@ -32,11 +32,14 @@ def _message(row: OutboxMail, template: str, context: dict[str, Any]) -> EmailMe
     with translation.override(row.params.get("locale") or settings.LANGUAGE_CODE):
         subject = render_to_string(f"mail/{template}_subject.txt", context).strip()
         body = render_to_string(f"mail/{template}_body.txt", context)
+    return EmailMessage(subject, body, to=[row.address], headers=_headers(row))
+
+
+def _headers(row: OutboxMail) -> dict[str, str]:
     # The same Message-ID on every try of one row: if a try reached the SMTP
     # server but its outcome was never recorded, the copy is recognisable.
     host = urlsplit(settings.SITE_URL).hostname or "localhost"
-    headers = {**AUTO_HEADERS, "Message-ID": f"<outbox-{row.pk}.{row.created:%Y%m%d%H%M%S}@{host}>"}
-    return EmailMessage(subject, body, to=[row.address], headers=headers)
+    return {**AUTO_HEADERS, "Message-ID": f"<outbox-{row.pk}.{row.created:%Y%m%d%H%M%S}@{host}>"}
 
 
 def _token(made: list[str], purpose: str, key: Key, address: str, *, replace: bool = False) -> str:
@@ -99,11 +102,17 @@ def _manage(row: OutboxMail, made: list[str]) -> EmailMessage | None:
     return _message(row, "manage", {"address": row.address, "links": links, "minutes": minutes})
 
 
+def _wks(row: OutboxMail, made: list[str]) -> EmailMessage | None:
+    """Web Key Service mails: built by keys.services.wks_mail (PGP/MIME, its own From)."""
+    return wks_mail.compose(row, made, _headers(row))
+
+
 _COMPOSERS: dict[str, Callable[[OutboxMail, list[str]], EmailMessage | None]] = {
     Kind.VERIFY: _verify,
     Kind.REPLACED: _replaced,
     Kind.WELCOME: _welcome,
     Kind.MANAGE: _manage,
+    Kind.WKS: _wks,
 }
 
 

@@ -16,6 +16,7 @@ _TTL = {
     Purpose.VERIFY: "VERIFY_TOKEN_TTL",
     Purpose.UPLOAD: "UPLOAD_TOKEN_TTL",
     Purpose.MANAGE: "MANAGE_TOKEN_TTL",
+    Purpose.WKS: "VERIFY_TOKEN_TTL",  # a WKS nonce lives as long as a confirmation link
 }
 
 

@@ -385,7 +385,7 @@ def test_gpg_wks_client_round_trip(tls_site, smtp, tmp_path, path):
             ca,
             home,
             [
-                f"{gpg} --batch --passphrase '' --quick-gen-key 'Wendy <wendy@example.org>' default default 0",
+                f"{gpg} --batch --passphrase '' --quick-gen-key 'Wendy <{WENDY}>' default default never",
                 f"echo supported=$({client} -v --supported wendy@example.org 2>&1; echo rc=$?)",
                 f"echo check=$({client} -v --check wendy@example.org 2>&1; echo rc=$?)",
                 f"{client} -v --create {fpr} wendy@example.org > submission.eml",

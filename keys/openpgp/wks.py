@@ -37,6 +37,7 @@ def decrypt(secret: bytes, message: bytes) -> bytes:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
             tsk = pysequoia.Tsk.from_bytes(secret)
-        return bytes(pysequoia.decrypt(message, decryptor=tsk.decryptor(None)).bytes)
+        plaintext = pysequoia.decrypt(message, decryptor=tsk.decryptor(None)).bytes
+        return bytes(plaintext or b"")
     except Exception as exc:  # the library raises RuntimeError/ValueError/TypeError alike
         raise WksCryptoError(str(exc).split("\n", 1)[0][:200]) from None

@@ -170,8 +170,9 @@ def _encrypted_body(message: email.message.Message) -> bytes:
         or str(message.get_param("protocol", "")).lower() != ENCRYPTED_PROTOCOL
     ):
         raise Refused("not encrypted", message.get_content_type(), answer=True)
-    parts = message.get_payload()
-    if not isinstance(parts, list) or len(parts) != 2 or parts[0].get_content_type() != ENCRYPTED_PROTOCOL:
+    payload = message.get_payload()
+    parts = [p for p in payload if isinstance(p, email.message.Message)] if isinstance(payload, list) else []
+    if len(parts) != 2 or parts[0].get_content_type() != ENCRYPTED_PROTOCOL:
         raise Refused("not encrypted", "malformed multipart/encrypted", answer=True)
     return _payload(parts[1])
 

@@ -46,7 +46,7 @@ class RequestMessage(EmailMessage):
     def message(self, *args: Any, **kwargs: Any) -> Any:
         plain = super().message(*args, **kwargs)
         outer = SafeMIMEMultipart("mixed", encoding=settings.DEFAULT_CHARSET)
-        outer.attach(MIMEText(self.body, "plain", "utf-8"))
+        outer.attach(MIMEText(str(self.body), "plain", "utf-8"))
         outer.attach(MIMEApplication(self.armored, "vnd.gnupg.wks", _encoder=_seven_bit))
         for name, value in plain.items():
             if name.lower() not in ("content-type", "content-transfer-encoding", "mime-version"):

@@ -246,7 +246,7 @@ def test_an_internationalised_domain_is_served_by_its_a_label_and_its_unicode_na
 
 
 def test_domains_not_served_are_404_on_every_file(ks, cast, settings):
-    settings.WKD_SUBMISSION_ADDRESS = "keys@{domain}"
+    settings.WKS_SUBMISSION_ADDRESS = "keys@{domain}"
     ks.publish(cast.bob.data, "bob@example.net")  # example.net is not a WKD domain here
     assert advanced(ks.client, "bob@example.net").status_code == 404
     assert direct(ks.client, "bob@example.net").status_code == 404
@@ -267,12 +267,12 @@ def test_policy_for_every_served_domain_and_submission_address_when_configured(c
         assert response.content == b""  # no flags claimed (section 4.5)
         assert response["Access-Control-Allow-Origin"] == "*"
     assert client.get("/.well-known/openpgpkey/example.org/submission-address").status_code == 404
-    settings.WKD_SUBMISSION_ADDRESS = "key-submission@{domain}"
+    settings.WKS_SUBMISSION_ADDRESS = "key-submission@{domain}"
     response = client.get("/.well-known/openpgpkey/example.org/submission-address")
     assert response.content == b"key-submission@example.org\n"
     direct_answer = client.get("/.well-known/openpgpkey/submission-address", HTTP_HOST="work.example.com")
     assert direct_answer.content == b"key-submission@work.example.com\n"
-    settings.WKD_SUBMISSION_ADDRESS = "keys@example.org"
+    settings.WKS_SUBMISSION_ADDRESS = "keys@example.org"
     assert client.get("/.well-known/openpgpkey/submission-address", HTTP_HOST="work.example.com").content == (
         b"keys@example.org\n"
     )

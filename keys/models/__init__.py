@@ -134,6 +134,7 @@ class Binding(models.Model):
         UPSTREAM_UNVERIFIED = "upstream_unverified", _("unverified upstream")
         FINGERPRINT_VERIFIED = "fingerprint_verified", _("fingerprint verified")
         SERVER_KEY = "server_key", _("this server's own key")
+        WKS_CONFIRMED = "wks_confirmed", _("confirmed over the Web Key Service")
 
     key = models.ForeignKey(Key, on_delete=models.CASCADE, related_name="bindings")
     address = models.CharField(_("address"), max_length=254)
@@ -180,6 +181,7 @@ class VerificationToken(models.Model):
         MANAGE = "manage", _("manage a key")
         # A change notice's opt-out link (reusable while it lasts; keys.services.notices).
         NOTICES = "notices", _("stop change notices")
+        WKS = "wks", _("Web Key Service nonce")
 
     digest = models.CharField(max_length=64, unique=True)
     purpose = models.CharField(max_length=8, choices=Purpose.choices)
@@ -261,6 +263,7 @@ class OutboxMail(models.Model):
         NOTICE = "notice", _("change notice")
         EXPIRY = "expiry", _("expiry reminder")
         RECONFIRM = "reconfirm", _("re-confirm an address")
+        WKS = "wks", _("Web Key Service")
 
     class State(models.TextChoices):
         QUEUED = "queued", _("queued")

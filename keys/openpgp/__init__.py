@@ -12,6 +12,7 @@ limits of an upload are passed in as `Limits`.
   derived from it (`publishable`);
 - `signing`: the server's own secret key (`generate_secret`, `certify`,
   `sign_detached`), for signed mail.
+- `wks`: keys of the server's own and decryption, for the Web Key Service.
 """
 
 from .certs import CertInfo, Component, SubkeyInfo, UserIdInfo, can_encrypt, publishable, uid_address
@@ -49,6 +50,7 @@ from .reading import (
 from .signing import SigningError, armor_secret, certify, public_part, sign_detached, signature_hash
 from .signing import fingerprint as secret_fingerprint
 from .signing import generate as generate_secret
+from .wks import GeneratedKey, WksCryptoError, decrypt, generate
 
 __all__ = [
     "DEFAULT_LIMITS",
@@ -58,6 +60,7 @@ __all__ = [
     "Candidate",
     "CertInfo",
     "Component",
+    "GeneratedKey",
     "Limits",
     "Packet",
     "Revocation",
@@ -67,6 +70,7 @@ __all__ = [
     "SubkeyInfo",
     "Upload",
     "UserIdInfo",
+    "WksCryptoError",
     "add_revocation",
     "armor",
     "armor_secret",
@@ -75,8 +79,10 @@ __all__ = [
     "clean",
     "contains",
     "dearmor",
+    "decrypt",
     "encrypt",
     "generate_secret",
+    "generate",
     "is_armored",
     "iter_certificates",
     "iter_packets",

@@ -22,7 +22,7 @@ from django.utils import translation
 from .. import openpgp
 from ..identifiers import group_fingerprint, keyserver_uri
 from ..models import Key, NoticeChange, NoticeOptOut, OutboxMail, VerificationToken
-from . import server_key, signed_mail, tokens
+from . import server_key, signed_mail, tokens, wks_mail
 
 AUTO_HEADERS = {"Auto-Submitted": "auto-generated", "X-Auto-Response-Suppress": "All"}
 Kind = OutboxMail.Kind
@@ -45,13 +45,17 @@ def _message(row: OutboxMail, template: str, context: dict[str, Any]) -> EmailMe
             }
             note_text = render_to_string("mail/signed_by.txt", note).strip("\n")
             body = body.rstrip("\n") + "\n\n" + note_text + "\n"
-    # The same Message-ID on every try of one row: if a try reached the SMTP
-    # server but its outcome was never recorded, the copy is recognisable.
-    host = urlsplit(settings.SITE_URL).hostname or "localhost"
-    headers = {**AUTO_HEADERS, "Message-ID": f"<outbox-{row.pk}.{row.created:%Y%m%d%H%M%S}@{host}>"}
+    headers = _headers(row)
     if key is None:
         return EmailMessage(subject, body, to=[row.address], headers=headers)
     return signed_mail.signed(server_key.secret(key), subject, body, to=[row.address], headers=headers)
+
+
+def _headers(row: OutboxMail) -> dict[str, str]:
+    # The same Message-ID on every try of one row: if a try reached the SMTP
+    # server but its outcome was never recorded, the copy is recognisable.
+    host = urlsplit(settings.SITE_URL).hostname or "localhost"
+    return {**AUTO_HEADERS, "Message-ID": f"<outbox-{row.pk}.{row.created:%Y%m%d%H%M%S}@{host}>"}
 
 
 def _token(made: list[str], purpose: str, key: Key, address: str, *, replace: bool = False) -> str:
@@ -155,12 +159,18 @@ def _notice(row: OutboxMail, made: list[str]) -> EmailMessage | None:
     return _message(row, "notice", context)
 
 
+def _wks(row: OutboxMail, made: list[str]) -> EmailMessage | None:
+    """Web Key Service mails: built by keys.services.wks_mail (PGP/MIME, its own From)."""
+    return wks_mail.compose(row, made, _headers(row))
+
+
 _COMPOSERS: dict[str, Callable[[OutboxMail, list[str]], EmailMessage | None]] = {
     Kind.VERIFY: _verify,
     Kind.REPLACED: _replaced,
     Kind.WELCOME: _welcome,
     Kind.MANAGE: _manage,
     Kind.NOTICE: _notice,
+    Kind.WKS: _wks,
 }
 
 

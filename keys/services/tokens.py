@@ -17,6 +17,7 @@ _TTL = {
     Purpose.UPLOAD: "UPLOAD_TOKEN_TTL",
     Purpose.MANAGE: "MANAGE_TOKEN_TTL",
     Purpose.NOTICES: "NOTICE_OPTOUT_TOKEN_TTL",
+    Purpose.WKS: "VERIFY_TOKEN_TTL",  # a WKS nonce lives as long as a confirmation link
 }
 
 

@@ -21,14 +21,17 @@ from __future__ import annotations
 
 import idna
 from django.conf import settings
+from django.db import DatabaseError
 from django.http import HttpRequest, HttpResponse
 from django.http.request import split_domain_port
 from django.views.decorators.http import require_safe
 
 from federation import serve
 
+from .. import degraded
 from ..errors import NotFound
 from ..identifiers import ZBASE32_ALPHABET
+from ..services import server_key, wks
 from .http import answer
 
 # Section 3.1: "SHOULD use application/octet-stream"; never armor.
@@ -109,16 +112,23 @@ def _key(request: HttpRequest, domain: str, wkd_hash: str) -> HttpResponse:
 
 def _policy(domain: str) -> HttpResponse:
     # Section 4.5: the file must exist for a served domain and may be empty.
-    # We claim no flags: "protocol-version" is about the update protocol
-    # (mail submission), which this server does not speak.
+    # We claim no flags: gpg-wks-client needs none for the Web Key Service
+    # (it reads the submission-address file), and "mailbox-only" would make
+    # it add a bare-address user ID to the key it submits.
     return HttpResponse("", content_type=TEXT)
 
 
 def _submission_address(domain: str) -> HttpResponse:
-    # Section 4.1: one line, the address to mail key submissions to.
-    if not settings.WKD_SUBMISSION_ADDRESS:
+    # Section 4.1: one line, the address to mail key submissions to. The
+    # client looks up that address's key over WKD next: made here on first use.
+    address = wks.submission_address(domain)
+    if address is None:
         raise NotFound()
-    return HttpResponse(settings.WKD_SUBMISSION_ADDRESS.replace("{domain}", domain) + "\n", content_type=TEXT)
+    try:
+        server_key.for_address(address)
+    except DatabaseError as exc:  # a read-only moment: the file is still right
+        degraded.failed("the database", exc, "the submission address's key is made on a later request")
+    return HttpResponse(address + "\n", content_type=TEXT)
 
 
 @require_safe

@@ -1,0 +1,92 @@
+"""`manage.py wks_smtpd`: the Web Key Service's own SMTP listener (aiosmtpd).
+
+Listens on WKS_SMTP_BIND, accepts RCPT only for the submission addresses
+(550 for any other), refuses data above WKS_MAX_MESSAGE_BYTES (552, from
+aiosmtpd), and hands each message to keys.services.wks, one per recipient.
+A database outage answers 451 so the sending MTA retries; no error in one
+message stops the listener.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from typing import Any
+
+from aiosmtpd.controller import Controller
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import DatabaseError, close_old_connections, connection
+
+from keys.services import wks
+
+log = logging.getLogger("keyserver.wks")
+
+
+class Handler:
+    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
+        if address.strip().lower() not in await _in_thread(wks.submission_addresses):
+            log.warning("wks mail refused: wrong recipient", extra={"reason": "wrong recipient"})
+            return "550 5.1.1 Not a key submission address here"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        try:
+            for recipient in envelope.rcpt_tos:
+                await _in_thread(
+                    wks.handle, envelope.original_content or envelope.content, recipient=recipient
+                )
+        except DatabaseError:
+            return "451 4.3.0 Temporarily unable to process the message, try again later"
+        except Exception:  # a bug must not stop the listener; the sender retries
+            log.exception("wks mail failed")
+            return "451 4.3.0 Temporarily unable to process the message, try again later"
+        return "250 OK"
+
+
+async def _in_thread(function: Any, *args: Any, **kwargs: Any) -> Any:
+    def run() -> Any:
+        close_old_connections()
+        try:
+            return function(*args, **kwargs)
+        finally:
+            connection.close()  # this executor thread's own connection
+
+    return await asyncio.get_running_loop().run_in_executor(None, run)
+
+
+def controller(bind: str | None = None) -> Controller:
+    """A listener (not yet started) on `bind` (host:port), WKS_SMTP_BIND by default."""
+    host, _, port = (bind or settings.WKS_SMTP_BIND).rpartition(":")
+    return Controller(
+        Handler(),
+        hostname=host.strip("[]") or "127.0.0.1",
+        port=int(port),
+        data_size_limit=settings.WKS_MAX_MESSAGE_BYTES,
+        ident="keyserver WKS",
+    )
+
+
+class Command(BaseCommand):
+    help = "Run the Web Key Service's SMTP listener on WKS_SMTP_BIND."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--bind", default="", help="host:port (default WKS_SMTP_BIND)")
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        try:
+            keys = wks.ensure_keys()
+            self.stdout.write("submission addresses: " + ", ".join(k.address for k in keys))
+        except DatabaseError as exc:
+            self.stderr.write(f"the database is unavailable ({exc}); the keys are made on first use")
+        listener = controller(options["bind"] or None)
+        listener.start()
+        self.stdout.write(f"listening on {listener.hostname}:{listener.port}")
+        try:
+            threading.Event().wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            listener.stop()

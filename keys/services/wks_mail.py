@@ -1,0 +1,113 @@
+"""The Web Key Service's mails (keys.services.wks), composed at delivery by the outbox.
+
+- `request`: the confirmation request of draft-koch-openpgp-webkey-service
+  (section 4.4): a multipart/mixed with a text part and the
+  application/vnd.gnupg.wks part (type, sender, address, fingerprint,
+  nonce) encrypted to the submitted key. The nonce is a WKS token made now
+  and stored hashed.
+- `published`: the address is published (gpg-wks-server's notice).
+- `refused`: why a submission or response was not acted on.
+
+From is the submission address, so the client's response goes there.
+"""
+
+from __future__ import annotations
+
+from email.mime.application import MIMEApplication
+from email.mime.nonmultipart import MIMENonMultipart
+from email.mime.text import MIMEText
+from typing import Any
+
+from django.conf import settings
+from django.core.mail import EmailMessage
+from django.core.mail.message import SafeMIMEMultipart
+from django.template.loader import render_to_string
+from django.utils import translation
+
+from .. import openpgp
+from ..models import Binding, Key, OutboxMail, VerificationToken
+from . import tokens
+
+DRAFT_HEADERS = {"Wks-Draft-Version": "3"}
+CONFIRMABLE = (Binding.State.UNPUBLISHED, Binding.State.PENDING, Binding.State.CACHED)
+
+
+class RequestMessage(EmailMessage):
+    """The confirmation request as gpg-wks-client 2.2 reads it: multipart/mixed,
+    the text part in the clear, the application/vnd.gnupg.wks part an
+    armored OpenPGP message encrypted to the submitted key. (Inside a
+    multipart/encrypted, 2.2.40 cannot tell which key decrypted it and
+    refuses: "confirmation request not decrypted with target key".)"""
+
+    def __init__(self, *args: Any, armored: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.armored = armored
+
+    def message(self, *args: Any, **kwargs: Any) -> Any:
+        plain = super().message(*args, **kwargs)
+        outer = SafeMIMEMultipart("mixed", encoding=settings.DEFAULT_CHARSET)
+        outer.attach(MIMEText(str(self.body), "plain", "utf-8"))
+        outer.attach(MIMEApplication(self.armored, "vnd.gnupg.wks", _encoder=_seven_bit))
+        for name, value in plain.items():
+            if name.lower() not in ("content-type", "content-transfer-encoding", "mime-version"):
+                outer[name] = value
+        return outer
+
+
+def _seven_bit(part: MIMENonMultipart) -> None:
+    part["Content-Transfer-Encoding"] = "7bit"
+
+
+def _render(row: OutboxMail, template: str, context: dict[str, Any]) -> tuple[str, str]:
+    context = {"site_name": settings.SITE_NAME, "site_url": settings.SITE_URL, **context}
+    with translation.override(row.params.get("locale") or settings.LANGUAGE_CODE):
+        subject = render_to_string(f"mail/wks_{template}_subject.txt", context).strip()
+        body = render_to_string(f"mail/wks_{template}_body.txt", context)
+    return subject, body
+
+
+def _request(row: OutboxMail, made: list[str], headers: dict[str, str]) -> EmailMessage | None:
+    binding = row.binding
+    if binding is None or binding.state not in CONFIRMABLE:
+        return None  # published meanwhile, revoked, removed
+    key: Key = binding.key
+    if key.revoked or key.blocked or key.fingerprint != row.params["fingerprint"]:
+        return None
+    nonce = tokens.issue(VerificationToken.Purpose.WKS, key, binding.address)
+    made.append(VerificationToken.hash(nonce))
+    subject, text = _render(row, "request", {"address": binding.address})
+    wks = (
+        "type: confirmation-request\n"
+        f"sender: {row.params['sender']}\n"
+        f"address: {binding.address}\n"
+        f"fingerprint: {key.fingerprint}\n"
+        f"nonce: {nonce}\n"
+    )
+    armored = openpgp.encrypt(openpgp.load_stored(bytes(key.data)), wks.encode())
+    return RequestMessage(
+        subject,
+        text,
+        from_email=row.params["sender"],
+        to=[row.address],
+        headers={**headers, **DRAFT_HEADERS, "Wks-Phase": "confirm"},
+        armored=armored,
+    )
+
+
+def compose(row: OutboxMail, made: list[str], headers: dict[str, str]) -> EmailMessage | None:
+    phase = row.params.get("phase")
+    if phase == "request":
+        return _request(row, made, headers)
+    if phase == "published":
+        subject, body = _render(row, "published", {"address": row.address})
+        phase_headers = {"Wks-Phase": "done"}
+    else:
+        subject, body = _render(row, "refused", {"reason": row.params.get("reason", "")})
+        phase_headers = {"Wks-Phase": "error"}
+    return EmailMessage(
+        subject,
+        body,
+        from_email=row.params.get("sender") or None,
+        to=[row.address],
+        headers={**headers, **DRAFT_HEADERS, **phase_headers},
+    )

@@ -1,0 +1,433 @@
+"""Web Key Service: gpg-wks-client's mail protocol end to end, and every bad mail.
+
+Real parts: gpg-wks-client 2.2 and gpg in a private mount namespace reaching
+the live server's WKD over TLS (tests/wkd_tls.py), the real outbox
+delivering to a real SMTP sink, `manage.py wks_receive` and the aiosmtpd
+listener over real SMTP.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shlex
+import shutil
+import smtplib
+import subprocess
+import sys
+import tempfile
+from datetime import timedelta
+from email.message import EmailMessage
+from email.mime.application import MIMEApplication
+from email.mime.multipart import MIMEMultipart
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+from django.conf import settings as django_settings
+from django.core.management import call_command
+
+from keys import clock, openpgp
+from keys.models import Binding, Event, Key, OutboxMail, VerificationToken
+from keys.services import server_key
+from keys.services.wks import fields
+
+from .conftest import free_port
+
+pytestmark = pytest.mark.django_db(transaction=True)
+WKS_CLIENT = "/usr/lib/gnupg/gpg-wks-client"
+SUBMIT = "key-submission@example.org"
+WENDY = "wendy@example.org"
+
+
+@pytest.fixture(autouse=True)
+def _wks(settings, tmp_path):
+    settings.WKD_DOMAINS = ["example.org"]
+    settings.WKS_SUBMISSION_ADDRESS = "key-submission@{domain}"
+    settings.ALLOWED_HOSTS = ["*"]
+    settings.VAR_DIR = tmp_path / "var"
+
+
+def tool(path: str) -> str:
+    found = shutil.which(path)
+    if not found:
+        pytest.fail(f"{path} is not installed (apt-get install gnupg gpg-wks-client)")
+    return found
+
+
+# -- helpers: mails as gpg-wks-client builds them ----------------------------------------
+
+
+def pgp_mime(inner: bytes, recipient_cert: bytes, *, frm: str, to: str = SUBMIT) -> bytes:
+    armored = openpgp.encrypt(openpgp.parse(recipient_cert).certs[0], inner)
+    outer = MIMEMultipart("encrypted", protocol="application/pgp-encrypted")
+    outer.attach(MIMEApplication("Version: 1\n", "pgp-encrypted"))
+    outer.attach(MIMEApplication(armored, "octet-stream"))
+    outer["From"], outer["To"], outer["Subject"] = frm, to, "Key publishing request"
+    return outer.as_bytes()
+
+
+def keys_part(data: bytes) -> bytes:
+    return b"Content-Type: application/pgp-keys\n\n" + openpgp.armor(data).encode()
+
+
+def submission(user: openpgp.GeneratedKey, address: str, to: str = SUBMIT) -> bytes:
+    return pgp_mime(keys_part(user.public), server_key.for_address(SUBMIT).public, frm=address, to=to)
+
+
+def response(address: str, nonce: str, frm: str | None = None) -> bytes:
+    body = f"type: confirmation-response\nsender: {SUBMIT}\naddress: {address}\nnonce: {nonce}\n"
+    inner = b"Content-Type: application/vnd.gnupg.wks\n\n" + body.encode()
+    return pgp_mime(inner, server_key.for_address(SUBMIT).public, frm=frm or address)
+
+
+def nonce_of(mail, user: openpgp.GeneratedKey) -> dict[str, str]:
+    """The key/value lines of a delivered confirmation request, decrypted with the user's key."""
+    assert mail.get_content_type() == "multipart/mixed"
+    part = next(p for p in mail.walk() if p.get_content_type() == "application/vnd.gnupg.wks")
+    encrypted = part.get_payload(decode=True)
+    assert encrypted.startswith(b"-----BEGIN PGP MESSAGE-----")  # the nonce never travels in the clear
+    return fields(openpgp.decrypt(user.secret, encrypted))
+
+
+def receive(raw: bytes, recipient: str = "") -> str:
+    """`manage.py wks_receive` with `raw` on standard input; its output."""
+    out = io.StringIO()
+    stdin = sys.stdin
+    sys.stdin = io.TextIOWrapper(io.BytesIO(raw))
+    try:
+        call_command("wks_receive", *(["--recipient", recipient] if recipient else []), stdout=out)
+    finally:
+        sys.stdin = stdin
+    return out.getvalue().strip()
+
+
+def stored() -> tuple:
+    """Everything a bad mail must leave as it was (the server key aside)."""
+    server = server_key.for_address(SUBMIT).fingerprint
+    return (
+        sorted(Key.objects.exclude(fingerprint=server).values_list("fingerprint", "data")),
+        sorted(Binding.objects.values_list("address", "state", "validation")),
+        sorted(VerificationToken.objects.values_list("digest", "used_at")),
+    )
+
+
+def refusals() -> list[str]:
+    return list(Event.objects.filter(action="wks_refused").values_list("detail", flat=True))
+
+
+# -- the protocol without gpg -----------------------------------------------------------
+
+
+def test_submission_then_response_publishes_as_wks_confirmed(smtp):
+    user = openpgp.generate("Wendy <wendy@example.org>")
+    assert receive(submission(user, "wendy@example.org")) == "handled: submitted (wendy@example.org)"
+    assert [m.last_error for m in OutboxMail.objects.all()] == [""]
+    [request] = smtp.to("wendy@example.org")
+    assert request["From"] == SUBMIT and request["Wks-Draft-Version"] == "3"
+    values = nonce_of(request, user)
+    assert values["type"] == "confirmation-request"
+    assert values["sender"] == SUBMIT and values["address"] == "wendy@example.org"
+    assert values["fingerprint"] == user.fingerprint and len(values["nonce"]) > 16
+    token = VerificationToken.objects.get(purpose="wks")
+    assert token.digest == VerificationToken.hash(values["nonce"]) != values["nonce"]  # stored hashed
+    assert Binding.objects.get(address="wendy@example.org").state != Binding.State.PUBLISHED
+    assert receive(response("wendy@example.org", values["nonce"])) == "handled: published (wendy@example.org)"
+    binding = Binding.objects.get(address="wendy@example.org")
+    assert (binding.state, binding.validation) == (Binding.State.PUBLISHED, "wks_confirmed")
+    assert [m["Subject"] for m in smtp.to("wendy@example.org")][-1].startswith("Your key for wendy@")
+
+
+def test_the_submission_address_file_names_the_address_and_its_key_is_served_over_wkd(client, settings):
+    for response_ in [
+        client.get("/.well-known/openpgpkey/submission-address", HTTP_HOST="example.org"),
+        client.get(
+            "/.well-known/openpgpkey/example.org/submission-address", HTTP_HOST="openpgpkey.example.org"
+        ),
+    ]:
+        assert response_.status_code == 200 and response_.content == b"key-submission@example.org\n"
+    from keys.identifiers import wkd_hash
+
+    key = client.get(f"/.well-known/openpgpkey/hu/{wkd_hash(SUBMIT)}", HTTP_HOST="example.org")
+    assert key.status_code == 200
+    assert openpgp.parse(key.content).certs[0].fingerprint == server_key.for_address(SUBMIT).fingerprint
+    settings.WKS_SUBMISSION_ADDRESS = ""
+    assert (
+        client.get("/.well-known/openpgpkey/submission-address", HTTP_HOST="example.org").status_code == 404
+    )
+
+
+# -- bad mail: refused with a reason, nothing stored changes ----------------------------
+
+
+def test_not_encrypted_is_refused_and_answered(smtp):
+    user = openpgp.generate("Wendy <wendy@example.org>")
+    before = stored()
+    plain = EmailMessage()
+    plain["From"], plain["To"], plain["Subject"] = "wendy@example.org", SUBMIT, "key"
+    plain.set_content(openpgp.armor(user.public), subtype="pgp-keys")
+    plain.replace_header("Content-Type", "application/pgp-keys")
+    assert receive(plain.as_bytes()).startswith("refused: not encrypted")
+    assert stored() == before
+    [answer] = smtp.to("wendy@example.org")
+    assert answer["Subject"] == "Your key publication request was not accepted"
+    assert "not encrypted" in answer.get_payload(decode=True).decode()
+
+
+def test_wrong_recipient_is_refused_unanswered(smtp):
+    user = openpgp.generate("Wendy <wendy@example.org>")
+    before = stored()
+    raw = submission(user, "wendy@example.org", to="someone@example.org")
+    assert receive(raw).startswith("refused: wrong recipient")
+    assert receive(submission(user, "wendy@example.org"), recipient="other@example.org").startswith(
+        "refused: wrong recipient"
+    )
+    assert stored() == before and smtp.messages == []
+    assert len(refusals()) == 2
+
+
+def test_a_key_for_a_domain_not_served_is_refused(smtp):
+    user = openpgp.generate("Bob <bob@example.net>")
+    before = stored()
+    assert receive(submission(user, "bob@example.net")).startswith("refused: domain not served")
+    assert stored() == before
+    assert smtp.to("bob@example.net")  # told why
+
+
+def test_a_secret_key_is_refused(smtp):
+    user = openpgp.generate("Wendy <wendy@example.org>")
+    before = stored()
+    inner = keys_part(user.secret)
+    raw = pgp_mime(inner, server_key.for_address(SUBMIT).public, frm="wendy@example.org")
+    assert receive(raw).startswith("refused: SecretKeyRefused")
+    assert stored() == before
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        b"",
+        b"\x00\xff garbage \x89PNG\r\n",
+        b"From: x@example.org\nTo: key-submission@example.org\nContent-Type: multipart/encrypted; "
+        b'protocol="application/pgp-encrypted"; boundary=b\n\n--b\n'
+        b"Content-Type: application/pgp-encrypted\n\nVersion: 1\n--b\n"
+        b"Content-Type: application/octet-stream\n\n-----BEGIN PGP MESSAGE-----\nAAAA\n--b--\n",
+    ],
+    ids=["empty", "binary", "broken-pgp"],
+)
+def test_garbage_is_refused(smtp, raw):
+    before = stored()
+    assert receive(raw).startswith("refused: ")
+    assert stored() == before
+
+
+def test_encrypted_garbage_and_a_wrong_wks_type_are_refused(smtp):
+    before = stored()
+    server = server_key.for_address(SUBMIT).public
+    assert receive(pgp_mime(b"Content-Type: text/plain\n\nhello", server, frm="w@example.org")).startswith(
+        "refused: garbage"
+    )
+    wrong = b"Content-Type: application/vnd.gnupg.wks\n\ntype: confirmation-request\n"
+    assert receive(pgp_mime(wrong, server, frm="w@example.org")).startswith("refused: garbage")
+    assert stored() == before
+
+
+def _requested(smtp, user, address):
+    assert receive(submission(user, address)).startswith("handled: submitted")
+    return nonce_of(smtp.to(address)[-1], user)["nonce"]
+
+
+def test_a_replayed_nonce_is_refused(smtp):
+    user = openpgp.generate("Wendy <wendy@example.org>")
+    nonce = _requested(smtp, user, "wendy@example.org")
+    assert receive(response("wendy@example.org", nonce)).startswith("handled: published")
+    before = stored()
+    assert receive(response("wendy@example.org", nonce)).startswith("refused: nonce unknown, used or expired")
+    assert stored() == before
+
+
+def test_an_expired_nonce_is_refused(smtp, settings):
+    user = openpgp.generate("Wendy <wendy@example.org>")
+    nonce = _requested(smtp, user, "wendy@example.org")
+    before = stored()
+    clock.set_now(clock.now() + settings.VERIFY_TOKEN_TTL + timedelta(minutes=1))
+    assert receive(response("wendy@example.org", nonce)).startswith("refused: nonce unknown, used or expired")
+    assert stored() == before
+    assert Binding.objects.get(address="wendy@example.org").state != Binding.State.PUBLISHED
+
+
+def test_a_response_for_another_key_is_refused(smtp):
+    wendy = openpgp.generate("Wendy <wendy@example.org>")
+    mallory = openpgp.generate("Mallory <mallory@example.org>")
+    wendys = _requested(smtp, wendy, "wendy@example.org")
+    _requested(smtp, mallory, "mallory@example.org")
+    before = stored()
+    # Wendy's nonce, claimed for Mallory's address (and key): not this nonce's.
+    assert receive(response("mallory@example.org", wendys)).startswith("refused: response for another key")
+    assert stored() == before
+    assert not Binding.objects.filter(state=Binding.State.PUBLISHED).exclude(address=SUBMIT).exists()
+
+
+def test_oversized_mail_is_refused_on_both_paths(smtp, settings):
+    user = openpgp.generate("Wendy <wendy@example.org>")
+    raw = submission(user, "wendy@example.org")
+    settings.WKS_MAX_MESSAGE_BYTES = len(raw) - 1
+    before = stored()
+    assert receive(raw).startswith("refused: oversized")
+    listener = _listener()
+    try:
+        refusals_ = (smtplib.SMTPDataError, smtplib.SMTPSenderRefused)
+        with smtplib.SMTP(listener.hostname, listener.port) as client, pytest.raises(refusals_) as refused:
+            client.sendmail("wendy@example.org", [SUBMIT], crlf(raw))  # SIZE= at MAIL, or at DATA
+        assert refused.value.smtp_code == 552
+    finally:
+        listener.stop()
+    assert stored() == before and OutboxMail.objects.filter(kind="wks").count() == 0
+
+
+def test_the_listener_accepts_only_submission_addresses_and_survives_bad_mail(smtp):
+    listener = _listener()
+    try:
+        with smtplib.SMTP(listener.hostname, listener.port) as client:
+            with pytest.raises(smtplib.SMTPRecipientsRefused) as refused:
+                client.sendmail("x@example.org", ["postmaster@example.org"], b"Subject: hi\n\nhi")
+            assert refused.value.recipients["postmaster@example.org"][0] == 550
+            client.sendmail("x@example.org", [SUBMIT], b"\x00garbage")  # accepted, then refused inside
+        user = openpgp.generate("Wendy <wendy@example.org>")
+        with smtplib.SMTP(listener.hostname, listener.port) as client:
+            client.sendmail("wendy@example.org", [SUBMIT], crlf(submission(user, "wendy@example.org")))
+    finally:
+        listener.stop()
+    assert refusals() and smtp.to("wendy@example.org")  # the listener lived on: a request went out
+
+
+def test_wks_receive_exits_75_while_the_database_is_unavailable(tmp_path):
+    raw = b"From: w@example.org\nTo: key-submission@example.org\n\nhello\n"
+    env = {
+        **os.environ,
+        "DATABASE_URL": f"postgres://postgres@127.0.0.1:{free_port()}/nowhere",
+        "WKD_DOMAINS": "example.org",
+        "WKS_SUBMISSION_ADDRESS": "key-submission@{domain}",
+        "VAR_DIR": str(tmp_path),
+    }
+    manage = Path(django_settings.BASE_DIR) / "manage.py"
+    done = subprocess.run(
+        [sys.executable, str(manage), "wks_receive"], input=raw, env=env, capture_output=True
+    )
+    assert done.returncode == 75, done.stderr.decode()[-2000:]
+
+
+def crlf(raw: bytes) -> bytes:
+    """As an MTA sends it over SMTP (smtplib leaves the line ends of bytes alone)."""
+    return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
+
+
+def _listener():
+    from keys.management.commands.wks_smtpd import controller
+
+    listener = controller(f"127.0.0.1:{free_port()}")
+    listener.start()
+    return listener
+
+
+# -- the full round trip with gpg-wks-client ---------------------------------------------
+
+
+@pytest.fixture
+def tls_site(live_server, tmp_path):
+    from .wkd_tls import TlsFront, make_certificates
+
+    ca, leaf, key = make_certificates(tmp_path, ["example.org", "openpgpkey.example.org"])
+    front = TlsFront(leaf, key, urlparse(live_server.url).port or 80, wait=30)
+    yield ca
+    front.close()
+
+
+def in_namespace(ca: Path, home: str, script: list[str], workdir: Path) -> str:
+    """Shell lines under `unshare -m` with example.org on 127.0.0.1 and our CA
+    trusted (as tests/wkd_tls.run_in_namespace), in the GNUPGHOME `home` that
+    outlives the call; stdout and stderr together."""
+    from .wkd_tls import SYSTEM_BUNDLE
+
+    hosts = workdir / "hosts"
+    hosts.write_text("127.0.0.1 localhost example.org\n")  # the direct method only
+    bundle = workdir / "ca.crt"
+    bundle.write_bytes(SYSTEM_BUNDLE.read_bytes() + b"\n" + ca.read_bytes())
+    resolv = workdir / "resolv.conf"
+    resolv.write_text("nameserver 127.0.0.1\n")
+    setup = [
+        f"mount --bind {hosts} /etc/hosts",
+        f"mount --bind {bundle} {SYSTEM_BUNDLE}",
+        f"mount --bind {resolv} /etc/resolv.conf",
+        f"export GNUPGHOME={home} HOME={home}",
+        f"cd {shlex.quote(str(workdir))}",
+    ]
+    body = "; ".join(script)
+    done = subprocess.run(
+        ["unshare", "-m", "sh", "-c", f"{' && '.join(setup)} && {{ {body}; }}; gpgconf --kill all"],
+        capture_output=True,
+        timeout=180,
+    )
+    return done.stdout.decode(errors="replace") + done.stderr.decode(errors="replace")
+
+
+@pytest.mark.gpg
+@pytest.mark.parametrize("path", ["wks_receive", "smtp"])
+def test_gpg_wks_client_round_trip(tls_site, smtp, tmp_path, path):
+    ca = tls_site
+    client, gpg = tool(WKS_CLIENT), tool("gpg")
+    home = tempfile.mkdtemp(dir="/tmp", prefix="wks.")
+    os.chmod(home, 0o700)
+    deliver = _pipe if path == "wks_receive" else _smtp
+    try:
+        fpr = "$(gpg --with-colons --list-keys wendy@example.org | awk -F: '/^fpr/{print $10; exit}')"
+        out = in_namespace(
+            ca,
+            home,
+            [
+                f"{gpg} --batch --passphrase '' --quick-gen-key 'Wendy <{WENDY}>' default default never",
+                f"echo supported=$({client} -v --supported wendy@example.org 2>&1; echo rc=$?)",
+                f"echo check=$({client} -v --check wendy@example.org 2>&1; echo rc=$?)",
+                f"{client} -v --create {fpr} wendy@example.org > submission.eml",
+            ],
+            tmp_path,
+        )
+        assert "provider for 'wendy@example.org' supports WKS" in out and "supported=" in out, out
+        assert "public key for 'wendy@example.org' NOT found via WKD" in out, out
+        assert "submitting request to 'key-submission@example.org'" in out, out
+        deliver((tmp_path / "submission.eml").read_bytes())
+        [request] = smtp.to("wendy@example.org")
+        (tmp_path / "request.eml").write_bytes(request.as_bytes())
+        out = in_namespace(ca, home, [f"{client} -v --receive < request.eml > response.eml"], tmp_path)
+        reply = (tmp_path / "response.eml").read_bytes()
+        assert b"To: key-submission@example.org" in reply and b"multipart/encrypted" in reply, out
+        deliver((tmp_path / "response.eml").read_bytes())
+        binding = Binding.objects.get(address="wendy@example.org")
+        assert (binding.state, binding.validation) == (Binding.State.PUBLISHED, "wks_confirmed")
+        out = in_namespace(
+            ca,
+            home,
+            [
+                f"{client} -v --check wendy@example.org",
+                f"rm -f {home}/pubring.kbx",
+                f"{gpg} --batch --auto-key-locate clear,nodefault,wkd --locate-external-keys {WENDY}",
+            ],
+            tmp_path,
+        )
+        assert "public key for 'wendy@example.org' found via WKD" in out, out
+        assert "Wendy <wendy@example.org>" in out and binding.key.fingerprint in out.replace(" ", ""), out
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+
+
+def _pipe(raw: bytes) -> None:
+    assert receive(raw).startswith("handled: ")
+
+
+def _smtp(raw: bytes) -> None:
+    listener = _listener()
+    try:
+        with smtplib.SMTP(listener.hostname, listener.port) as client:
+            client.sendmail("wendy@example.org", [SUBMIT], crlf(raw))
+    finally:
+        listener.stop()

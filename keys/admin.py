@@ -342,5 +342,5 @@ class OutboxAdmin(admin.ModelAdmin):
         self.message_user(request, _("%(count)d mails queued.") % {"count": queued}, messages.SUCCESS)
 
 
-from . import admin_server_key  # noqa: E402, F401
-from . import admin_notices  # noqa: E402, F401  (its ModelAdmins register themselves)
+# The features' own ModelAdmins register themselves when imported.
+from . import admin_notices, admin_server_key  # noqa: E402, F401

@@ -15,7 +15,7 @@ from django.utils.translation import gettext_lazy as _
 from .errors import InvalidEmail
 from .identifiers import normalize_email
 from .models import NoticeChange, NoticeOptOut
-from .services import notices
+from .services import notice_mail
 
 
 @admin.register(NoticeChange)
@@ -34,7 +34,7 @@ class NoticeChangeAdmin(admin.ModelAdmin):
 
     @admin.display(description=_("leaves at"))
     def due(self, row: NoticeChange) -> str:
-        moment = notices.due_at(row.address)
+        moment = notice_mail.due_at(row.address)
         return f"{moment:%Y-%m-%d %H:%M}" if moment else ""
 
 

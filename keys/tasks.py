@@ -14,7 +14,7 @@ from django.db import DatabaseError, transaction
 
 from . import heartbeat as beats
 from .models import Binding, Key, OutboxMail
-from .services import notices, outbox
+from .services import notice_mail, outbox
 from .services.housekeeping import prune
 
 Kind = OutboxMail.Kind
@@ -48,7 +48,7 @@ def housekeeping_task() -> dict[str, int]:
 @shared_task(name="keys.tasks.send_notices")
 def send_notices_task() -> dict[str, int]:
     """Queue one change notice per address whose pending changes are due."""
-    return notices.send_due()
+    return notice_mail.send_due()
 
 
 @shared_task(name="keys.tasks.heartbeat", ignore_result=True)

@@ -23,6 +23,7 @@ from keys.models import Binding, Event, Key, NoticeChange, NoticeOptOut, OutboxM
 from . import upstreams
 from .conftest import SmtpSink
 from .keyserver import Keyserver
+from .signed_mail import assert_signed_by_server, mail_text
 
 pytestmark = pytest.mark.django_db(transaction=True)
 ALICE = ("alice@example.org", "alice@work.example.com")
@@ -65,12 +66,6 @@ def assert_only_published_addresses_told() -> None:
             assert Event.objects.filter(
                 action="address_published", address=row.address, fingerprint=change["fingerprint"]
             ).exists(), (row.address, change)
-
-
-def text_of(mail) -> str:
-    payload = mail.get_payload(decode=True)
-    assert isinstance(payload, bytes)
-    return payload.decode()
 
 
 def gpg_key(gpg, *uids: str) -> str:
@@ -193,7 +188,8 @@ def test_a_burst_of_20_changes_is_one_notice_per_address_and_the_next_day_anothe
         send()
         for address in addresses:
             [mail] = sink.to(address)
-            body = text_of(mail)
+            [raw] = sink.raw_to(address)
+            body = assert_signed_by_server(raw)  # PGP/MIME, checked by real gpg
             assert body.count("A new subkey was added: ") == 10
             assert body.count("The expiry date changed from ") == 10
             assert mail["Auto-Submitted"] == "auto-generated"
@@ -209,7 +205,7 @@ def test_a_burst_of_20_changes_is_one_notice_per_address_and_the_next_day_anothe
         send()
         for address in addresses:
             assert len(sink.to(address)) == 2
-            later = text_of(sink.to(address)[-1])
+            later = mail_text(sink.to(address)[-1])
             assert later.count("A new subkey was added: ") == 1
     finally:
         sink.stop()

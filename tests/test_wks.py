@@ -33,6 +33,7 @@ from keys.services import server_key
 from keys.services.wks import fields
 
 from .conftest import free_port
+from .signed_mail import assert_signed_by_server
 
 pytestmark = pytest.mark.django_db(transaction=True)
 WKS_CLIENT = "/usr/lib/gnupg/gpg-wks-client"
@@ -72,13 +73,13 @@ def keys_part(data: bytes) -> bytes:
 
 
 def submission(user: openpgp.GeneratedKey, address: str, to: str = SUBMIT) -> bytes:
-    return pgp_mime(keys_part(user.public), server_key.for_address(SUBMIT).public, frm=address, to=to)
+    return pgp_mime(keys_part(user.public), bytes(server_key.for_address(SUBMIT).public), frm=address, to=to)
 
 
 def response(address: str, nonce: str, frm: str | None = None) -> bytes:
     body = f"type: confirmation-response\nsender: {SUBMIT}\naddress: {address}\nnonce: {nonce}\n"
     inner = b"Content-Type: application/vnd.gnupg.wks\n\n" + body.encode()
-    return pgp_mime(inner, server_key.for_address(SUBMIT).public, frm=frm or address)
+    return pgp_mime(inner, bytes(server_key.for_address(SUBMIT).public), frm=frm or address)
 
 
 def nonce_of(mail, user: openpgp.GeneratedKey) -> dict[str, str]:
@@ -136,6 +137,8 @@ def test_submission_then_response_publishes_as_wks_confirmed(smtp):
     binding = Binding.objects.get(address="wendy@example.org")
     assert (binding.state, binding.validation) == (Binding.State.PUBLISHED, "wks_confirmed")
     assert [m["Subject"] for m in smtp.to("wendy@example.org")][-1].startswith("Your key for wendy@")
+    # The "published" answer is PGP/MIME signed by the submission address's key, checked by gpg.
+    assert "wendy@example.org" in assert_signed_by_server(smtp.raw_to("wendy@example.org")[-1])
 
 
 def test_the_submission_address_file_names_the_address_and_its_key_is_served_over_wkd(client, settings):
@@ -171,7 +174,7 @@ def test_not_encrypted_is_refused_and_answered(smtp):
     assert stored() == before
     [answer] = smtp.to("wendy@example.org")
     assert answer["Subject"] == "Your key publication request was not accepted"
-    assert "not encrypted" in answer.get_payload(decode=True).decode()
+    assert "not encrypted" in assert_signed_by_server(smtp.raw_to("wendy@example.org")[-1])
 
 
 def test_wrong_recipient_is_refused_unanswered(smtp):
@@ -198,7 +201,7 @@ def test_a_secret_key_is_refused(smtp):
     user = openpgp.generate("Wendy <wendy@example.org>")
     before = stored()
     inner = keys_part(user.secret)
-    raw = pgp_mime(inner, server_key.for_address(SUBMIT).public, frm="wendy@example.org")
+    raw = pgp_mime(inner, bytes(server_key.for_address(SUBMIT).public), frm="wendy@example.org")
     assert receive(raw).startswith("refused: SecretKeyRefused")
     assert stored() == before
 
@@ -223,7 +226,7 @@ def test_garbage_is_refused(smtp, raw):
 
 def test_encrypted_garbage_and_a_wrong_wks_type_are_refused(smtp):
     before = stored()
-    server = server_key.for_address(SUBMIT).public
+    server = bytes(server_key.for_address(SUBMIT).public)
     assert receive(pgp_mime(b"Content-Type: text/plain\n\nhello", server, frm="w@example.org")).startswith(
         "refused: garbage"
     )

@@ -362,5 +362,5 @@ class Source(models.Model):
 
 models.signals.post_save.connect(SourceManager.forget, sender=Source)
 models.signals.post_delete.connect(SourceManager.forget, sender=Source)
-from .server_key import ServerKey  # noqa: E402, F401
 from .notices import NoticeChange, NoticeOptOut  # noqa: E402, F401
+from .server_key import ServerKey  # noqa: E402, F401

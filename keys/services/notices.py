@@ -5,7 +5,7 @@ what changed and how to undo it, in at most one mail per interval.
    policy service, a refresh that reassigns an address), `record` writes one
    NoticeChange per address published on the key just before the change, in
    the transaction of the change: a rolled-back change tells no one.
-2. `send_due` (the beat schedule, `manage.py send_notices`) turns the
+2. `notice_mail.send_due` (the beat schedule, `manage.py send_notices`) turns the
    pending changes of an address into one OutboxMail of kind NOTICE, once
    its oldest change has waited NOTICE_DELAY_MINUTES (a burst of changes
    becomes one mail) and no notice went to the address within
@@ -22,7 +22,7 @@ REPLACED), so a takeover is known without waiting for the batch.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from django.conf import settings
@@ -31,8 +31,8 @@ from django.utils.translation import gettext as _
 
 from .. import clock, openpgp
 from ..errors import InvalidToken
-from ..models import Binding, Key, NoticeChange, NoticeOptOut, OutboxMail, VerificationToken
-from . import outbox, tokens
+from ..models import Binding, Key, NoticeChange, NoticeOptOut, VerificationToken
+from . import tokens
 from .limits import limits
 
 Change = NoticeChange.Change
@@ -81,7 +81,7 @@ def record(addresses: Iterable[str], fingerprint: str, change: str, *, actor: st
 # -- what a merge changed ------------------------------------------------------------
 
 
-def _iso(moment: datetime | None) -> str | None:
+def iso(moment: datetime | None) -> str | None:
     return moment.isoformat() if moment else None
 
 
@@ -105,7 +105,7 @@ def compare(old: openpgp.CertInfo, new: openpgp.CertInfo) -> list[tuple[str, dic
     """The changes an owner is told of between two copies of one certificate."""
     changes = _subkey_changes(old, new)
     if old.expires != new.expires:
-        changes.append((Change.EXPIRY_CHANGED, {"old": _iso(old.expires), "new": _iso(new.expires)}))
+        changes.append((Change.EXPIRY_CHANGED, {"old": iso(old.expires), "new": iso(new.expires)}))
     if new.revoked and not old.revoked:
         changes.append((Change.KEY_REVOKED, {}))
     was_revoked = {u.value for u in old.user_ids if u.revoked}
@@ -137,67 +137,6 @@ class Before:
 
 
 # -- turning pending changes into mail -----------------------------------------------
-
-
-def _rate() -> str:
-    return f"1/{settings.NOTICE_INTERVAL_HOURS * 3600}"
-
-
-def due_at(address: str) -> datetime | None:
-    """When the pending changes of `address` may leave; None when it has none."""
-    oldest = NoticeChange.objects.filter(address=address).order_by("at").values_list("at", flat=True).first()
-    if oldest is None:
-        return None
-    waited = oldest + timedelta(minutes=settings.NOTICE_DELAY_MINUTES)
-    free = outbox.free_at(address, OutboxMail.Kind.NOTICE, _rate())
-    return max(waited, free) if free else waited
-
-
-def send_due(limit: int = 500) -> dict[str, int]:
-    """Queue one notice for each address whose pending changes are due."""
-    counts = {"queued": 0, "waiting": 0, "dropped": 0}
-    if not settings.NOTICES_ENABLED:
-        return counts
-    now = clock.now()
-    quiet = now - timedelta(minutes=settings.NOTICE_DELAY_MINUTES)
-    addresses = (
-        NoticeChange.objects.filter(at__lte=quiet)
-        .order_by("address")
-        .values_list("address", flat=True)
-        .distinct()[:limit]
-    )
-    for address in list(addresses):
-        if outbox.sent_within(address, OutboxMail.Kind.NOTICE, _rate()):
-            counts["waiting"] += 1
-            continue
-        counts[_send(address)] += 1
-    return counts
-
-
-def _send(address: str) -> str:
-    with transaction.atomic():
-        rows = list(
-            NoticeChange.objects.select_for_update(skip_locked=True)
-            .filter(address=address)
-            .order_by("at", "id")
-        )
-        if not rows:
-            return "waiting"  # another run took them
-        NoticeChange.objects.filter(pk__in=[r.pk for r in rows]).delete()
-        if opted_out(address):
-            return "dropped"
-        changes = [
-            {
-                "fingerprint": r.fingerprint,
-                "change": r.change,
-                "via": r.via,
-                "detail": r.detail,
-                "at": _iso(r.at),
-            }
-            for r in rows
-        ]
-        outbox.enqueue(OutboxMail.Kind.NOTICE, address, changes=changes)
-    return "queued"
 
 
 # -- opting out -----------------------------------------------------------------------

@@ -26,7 +26,7 @@ from django.utils import translation
 
 from .. import openpgp
 from ..models import Binding, Key, OutboxMail, VerificationToken
-from . import tokens
+from . import server_key, signed_mail, tokens
 
 DRAFT_HEADERS = {"Wks-Draft-Version": "3"}
 CONFIRMABLE = (Binding.State.UNPUBLISHED, Binding.State.PENDING, Binding.State.CACHED)
@@ -104,10 +104,14 @@ def compose(row: OutboxMail, made: list[str], headers: dict[str, str]) -> EmailM
     else:
         subject, body = _render(row, "refused", {"reason": row.params.get("reason", "")})
         phase_headers = {"Wks-Phase": "error"}
-    return EmailMessage(
-        subject,
-        body,
-        from_email=row.params.get("sender") or None,
-        to=[row.address],
-        headers={**headers, **DRAFT_HEADERS, **phase_headers},
-    )
+    sender = row.params.get("sender") or None
+    fields: dict[str, Any] = {
+        "from_email": sender,
+        "to": [row.address],
+        "headers": {**headers, **DRAFT_HEADERS, **phase_headers},
+    }
+    if not settings.MAIL_SIGN:
+        return EmailMessage(subject, body, **fields)
+    # Signed like every other mail, by the key of the address it comes from.
+    key = server_key.for_address(sender) if sender else server_key.current()
+    return signed_mail.signed(server_key.secret(key), subject, body, **fields)

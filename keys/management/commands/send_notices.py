@@ -6,7 +6,7 @@ from typing import Any
 
 from django.core.management.base import BaseCommand
 
-from keys.services.notices import send_due
+from keys.services.notice_mail import send_due
 
 
 class Command(BaseCommand):

@@ -1,0 +1,80 @@
+"""Change notices leave: the pending changes of an address become one
+OutboxMail of kind NOTICE (keys.services.notices says when and why).
+
+Apart from keys.services.notices so that recording a change (called by the
+import service) does not depend on the outbox, whose mail composer needs the
+server key, which is published through the import service.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+
+from .. import clock
+from ..models import NoticeChange, OutboxMail
+from . import outbox
+from .notices import iso, opted_out
+
+
+def _rate() -> str:
+    return f"1/{settings.NOTICE_INTERVAL_HOURS * 3600}"
+
+
+def due_at(address: str) -> datetime | None:
+    """When the pending changes of `address` may leave; None when it has none."""
+    oldest = NoticeChange.objects.filter(address=address).order_by("at").values_list("at", flat=True).first()
+    if oldest is None:
+        return None
+    waited = oldest + timedelta(minutes=settings.NOTICE_DELAY_MINUTES)
+    free = outbox.free_at(address, OutboxMail.Kind.NOTICE, _rate())
+    return max(waited, free) if free else waited
+
+
+def send_due(limit: int = 500) -> dict[str, int]:
+    """Queue one notice for each address whose pending changes are due."""
+    counts = {"queued": 0, "waiting": 0, "dropped": 0}
+    if not settings.NOTICES_ENABLED:
+        return counts
+    now = clock.now()
+    quiet = now - timedelta(minutes=settings.NOTICE_DELAY_MINUTES)
+    addresses = (
+        NoticeChange.objects.filter(at__lte=quiet)
+        .order_by("address")
+        .values_list("address", flat=True)
+        .distinct()[:limit]
+    )
+    for address in list(addresses):
+        if outbox.sent_within(address, OutboxMail.Kind.NOTICE, _rate()):
+            counts["waiting"] += 1
+            continue
+        counts[_send(address)] += 1
+    return counts
+
+
+def _send(address: str) -> str:
+    with transaction.atomic():
+        rows = list(
+            NoticeChange.objects.select_for_update(skip_locked=True)
+            .filter(address=address)
+            .order_by("at", "id")
+        )
+        if not rows:
+            return "waiting"  # another run took them
+        NoticeChange.objects.filter(pk__in=[r.pk for r in rows]).delete()
+        if opted_out(address):
+            return "dropped"
+        changes = [
+            {
+                "fingerprint": r.fingerprint,
+                "change": r.change,
+                "via": r.via,
+                "detail": r.detail,
+                "at": iso(r.at),
+            }
+            for r in rows
+        ]
+        outbox.enqueue(OutboxMail.Kind.NOTICE, address, changes=changes)
+    return "queued"

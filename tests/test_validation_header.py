@@ -243,3 +243,29 @@ def test_the_front_server_sends_the_header_the_application_sends(front: Front, a
     (public / f"fpr/{fpr[:2]}/{fpr}").write_bytes(b"from the file\n")
     through = requests.get(f"{front.url}/vks/v1/by-fingerprint/{fpr}", timeout=10)
     assert through.headers[HEADER] == "email_confirmed" and b"BEGIN PGP" in through.content
+
+
+# -- the organisation's LDAP directory and the LDAP relay ---------------------------------
+
+
+def test_the_ldap_relay_names_the_level_of_the_server_it_asked(client, settings):
+    pytest.importorskip("ldap", reason="python-ldap is an optional install (requirements-ldap.txt)")
+    from .test_ldap import Directory, keyserver_source, relay
+
+    settings.FEDERATION_ALLOWED_NETWORKS = ["127.0.0.0/8"]
+    directory = Directory()
+    try:
+        fpr = directory.send("Vera Valid <vera@example.com>")
+        settings.LDAP_RELAY_ALLOWED_HOSTS = [f"127.0.0.1:{directory.slapd.port}"]
+        answer = relay(client, directory, "vera@example.com")
+        assert answer.status_code == 200 and answer[HEADER] == "upstream_unverified"
+        # The organisation's directory for the address's domain, configured as a source.
+        keyserver_source(directory)
+        answer = relay(client, directory, "vera@example.com")
+        assert answer.status_code == 200 and answer[HEADER] == "org_directory"
+        # And what the server serves from that directory.
+        served = client.get("/pks/lookup", {"op": "get", "search": "vera@example.com"})
+        assert served.status_code == 200 and served[HEADER] == "org_directory"
+        assert client.get(f"/vks/v1/by-fingerprint/{fpr}")[HEADER] == "org_directory"
+    finally:
+        directory.stop()

@@ -50,7 +50,15 @@ def upstream_copies(cast, tmp_path_factory) -> dict[str, bytes]:
     try:
         gpg.run("--import", input=cast.alice_secret.data)
         gpg.run("--import", input=cast.alice_v2.data)
-        gpg.run("--passphrase", "", "--pinentry-mode", "loopback", "--quick-add-uid", cast.alice.fingerprint, NEW_UID)
+        gpg.run(
+            "--passphrase",
+            "",
+            "--pinentry-mode",
+            "loopback",
+            "--quick-add-uid",
+            cast.alice.fingerprint,
+            NEW_UID,
+        )
         grown = gpg.run("--export", cast.alice.fingerprint).stdout
         gpg.run("--import", input=cast.alice_revocation.data)
         revoked = gpg.run("--export", cast.alice.fingerprint).stdout
@@ -99,7 +107,9 @@ def assert_serves_only_the_revocation(ks: Keyserver, cast, tree: Path) -> None:
     assert not (tree / "email/example.org/alice").exists()
 
 
-def test_a_refresh_brings_the_revocation_to_a_key_removed_by_policy(ks, scripted, cast, tree, upstream_copies):
+def test_a_refresh_brings_the_revocation_to_a_key_removed_by_policy(
+    ks, scripted, cast, tree, upstream_copies
+):
     local = from_upstream(ks, scripted, cast)
     policy.remove_key_by_policy(local, reason="test", actor="staff")
     assert ks.hkp_get(f"0x{cast.alice.fingerprint}").status == 404

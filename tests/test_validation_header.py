@@ -40,7 +40,6 @@ def scripted():
 
 
 def by_address_paths(address: str) -> dict[str, str]:
-    local, domain = address.split("@")
     return {
         "hkp get": f"/pks/lookup?op=get&options=mr&search={quote(address)}",
         "hkp get <addr>": f"/pks/lookup?op=get&options=mr&search={quote(f'Someone <{address}>')}",
@@ -166,7 +165,9 @@ def test_a_key_from_an_unverifying_peer_is_upstream_unverified(ks, cast, scripte
 def test_lookup_email_names_the_level_of_each_key(ks, cast):
     ks.publish(cast.alice.data, "alice@example.org")
     answer = ks.client.post(
-        "/lookup/email", {"email": ["alice@example.org", "nobody@example.org"]}, content_type="application/json"
+        "/lookup/email",
+        {"email": ["alice@example.org", "nobody@example.org"]},
+        content_type="application/json",
     ).json()
     assert [(r["email"], r["validation"]) for r in answer["results"]] == [
         ("alice@example.org", "email_confirmed"),

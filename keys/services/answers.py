@@ -211,7 +211,9 @@ def wkd(domain: str, wkd_hash: str) -> WkdAnswer:
     the validation levels of its bindings."""
     rows = Binding.objects.wkd(domain, wkd_hash)
     return WkdAnswer(
-        b"".join(c for c, _u, _v in rows), max((u for _c, u, _v in rows), default=None), tuple(v for *_r, v in rows)
+        b"".join(c for c, _u, _v in rows),
+        max((u for _c, u, _v in rows), default=None),
+        tuple(v for *_r, v in rows),
     )
 
 

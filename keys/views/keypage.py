@@ -15,7 +15,6 @@ from ..identifiers import Query, group_fingerprint, keyserver_uri, parse_fingerp
 from ..models import Binding
 from .http import client_ip
 
-
 Validation = Binding.Validation
 # What each validation level promises about an address (docs/api.md, the
 # Key-Validation header). A level not listed here shows its name only.

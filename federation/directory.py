@@ -18,7 +18,7 @@ from django.utils.translation import gettext_lazy
 from keys import openpgp, ratelimit
 from keys.errors import InvalidQuery, KeyserverError, NotFound, RateLimited
 from keys.identifiers import Query, domain_of
-from keys.models import PolicyBlock, Source
+from keys.models import Binding, PolicyBlock, Source
 from keys.services.limits import limits
 
 from . import http
@@ -107,6 +107,17 @@ def _relay_target(host: str, port: int, address: str) -> Source:
         timeout=settings.FEDERATION_SOURCE_TIMEOUT,
         options=options,
     )
+
+
+def relay_level(host: str, port: int, address: str) -> str:
+    """The validation level of what the relay serves (its Key-Validation
+    header): the organisation's directory when the server is a configured
+    source authoritative for the address's domain, else an LDAP server
+    nobody here checked."""
+    source = _configured_source(host, port)
+    if source is not None and domain_of(address) in source.authoritative_domains:
+        return Binding.Validation.ORG_DIRECTORY
+    return Binding.Validation.UPSTREAM_UNVERIFIED
 
 
 def relay(host: str, port: int, address: str, *, client: str) -> str:

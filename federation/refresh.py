@@ -143,7 +143,10 @@ def _refresh_from(key: Key, source: Source, *, dry_run: bool) -> str:
         blocks = upstream.fetch(keyid_query)
     else:
         blocks = []
-        for address in key.bindings.exclude(state=State.REMOVED_BY_POLICY).values_list("address", flat=True):
+        # A removed key is still asked by all of its addresses: the import
+        # takes only its own revocation from the answer (imports._revocations_only).
+        bindings = key.bindings.all() if key.blocked else key.bindings.exclude(state=State.REMOVED_BY_POLICY)
+        for address in bindings.values_list("address", flat=True):
             blocks += upstream.fetch(Query("email", address))
     copy = _same_key(blocks, key.fingerprint)
     if copy is None:
@@ -151,11 +154,22 @@ def _refresh_from(key: Key, source: Source, *, dry_run: bool) -> str:
     elif dry_run:
         result = "would merge the upstream copy"
     else:
-        before = bytes(key.data)
-        imports.import_keys(copy, origin=key.origin, actor=f"refresh:{source.name}", source_id=key.source_id)
-        result = "updated" if bytes(Key.objects.get(pk=key.pk).data) != before else "unchanged"
+        result = _merge(key, source, copy)
     moved = _check_addresses(key, source, dry_run=dry_run)
     return result + (f"; {moved}" if moved else "")
+
+
+def _merge(key: Key, source: Source, copy: bytes) -> str:
+    """Merge the upstream copy through the one import service. A key removed
+    by policy or by its owner takes only its own revocation from it; a copy
+    without one is refused there, which is an answer of the source, not a
+    failure: the key is asked again at the next refresh."""
+    before = bytes(key.data)
+    try:
+        imports.import_keys(copy, origin=key.origin, actor=f"refresh:{source.name}", source_id=key.source_id)
+    except KeyserverError as exc:
+        return f"refused: {exc.message}"
+    return "updated" if bytes(Key.objects.get(pk=key.pk).data) != before else "unchanged"
 
 
 def _same_key(blocks: list[bytes], fingerprint: str) -> bytes | None:

@@ -9,21 +9,35 @@ writes too); this module adds the upstream fallback on a miss.
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from keys.identifiers import Query
 from keys.services import answers
-from keys.services.answers import Served, armored, first_published, modified, with_user_ids
+from keys.services.answers import (
+    LEVEL_HEADER,
+    NO_LEVEL,
+    Served,
+    WkdAnswer,
+    armored,
+    first_published,
+    level_header,
+    levels_of,
+    modified,
+    with_user_ids,
+)
 from keys.services.stats import store_counts
 
 from .fallback import fallback
 
 __all__ = [
+    "LEVEL_HEADER",
+    "NO_LEVEL",
     "Served",
+    "WkdAnswer",
     "armored",
     "first_published",
     "for_email",
     "for_id",
+    "level_header",
+    "levels_of",
     "modified",
     "stats",
     "with_user_ids",
@@ -49,7 +63,7 @@ def for_id(query: Query, *, client: str) -> list[Served]:
     return local
 
 
-def wkd(domain: str, wkd_hash: str) -> tuple[bytes, datetime | None]:
+def wkd(domain: str, wkd_hash: str) -> WkdAnswer:
     """WKD serves published bindings only: never asks upstream (rule 3)."""
     return answers.wkd(domain, wkd_hash)
 

@@ -94,9 +94,9 @@ class BindingManager(models.Manager["Binding"]):
         """Bindings of an address in `states` with their keys, best first (one statement)."""
         return rows.by_address(address, states)
 
-    def wkd(self, domain: str, wkd_hash: str) -> list[tuple[bytes, datetime]]:
+    def wkd(self, domain: str, wkd_hash: str) -> list[tuple[bytes, datetime, str]]:
         """The certificates WKD serves for (domain, hash), in serving order,
-        with when their keys changed (one statement on binding_wkd; only
+        with when their keys changed and their validation levels (one statement on binding_wkd; only
         published bindings, never cached ones)."""
         return rows.wkd(domain, wkd_hash)
 

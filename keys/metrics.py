@@ -83,5 +83,7 @@ def refresh_outcome(result: str) -> str:
     """The first word of a refresh result ("updated", "failed: …", …)."""
     word = result.split(":", 1)[0].split(";", 1)[0].strip().split(" ", 1)[0]
     return (
-        word if word in {"updated", "unchanged", "missing", "failed", "deferred", "no", "would"} else "other"
+        word
+        if word in {"updated", "unchanged", "missing", "refused", "failed", "deferred", "no", "would"}
+        else "other"
     )

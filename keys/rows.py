@@ -47,16 +47,31 @@ _BEST_FIRST = (
 )
 # Served by id: not removed by policy, or removed but revoked (rule 5).
 _SERVED_BY_ID = "(NOT k.blocked OR k.revoked)"
+# The validation levels of a key's published and cached bindings, as
+# "state:validation" pairs (the Key-Validation header of an answer by id).
+_LEVELS = {
+    "postgresql": "string_agg(DISTINCT b.state || ':' || b.validation, ',')",
+    "sqlite": "group_concat(DISTINCT b.state || ':' || b.validation)",
+}
+
+
+def _levels_column(vendor: str) -> str:
+    aggregate = _LEVELS.get(vendor, _LEVELS["postgresql"])
+    return (
+        f"(SELECT {aggregate} FROM keys_binding b WHERE b.key_id = k.id "
+        "AND b.state IN ('published', 'cached'))"
+    )
 
 
 def _statements(vendor: str) -> dict[str, str]:
     columns = _key_columns(vendor)
+    by_id = f"{columns}, {_levels_column(vendor)}"
     return {
         "stored": _STORED,
         "states": _STATES,
         # The key with this primary fingerprint, else the best key with this subkey.
         "fingerprint": f"""
-SELECT {columns} FROM keys_key k
+SELECT {by_id} FROM keys_key k
 WHERE k.id IN (SELECT id FROM keys_key WHERE fingerprint = %s
                UNION SELECT primary_id FROM keys_subkey WHERE fingerprint = %s)
   AND {_SERVED_BY_ID}
@@ -65,7 +80,7 @@ LIMIT 1
 """,
         # The keys with this primary key id; only when there are none, those with such a subkey.
         "keyid": f"""
-SELECT {columns} FROM keys_key k
+SELECT {by_id} FROM keys_key k
 WHERE k.id IN (SELECT id FROM keys_key WHERE key_id = %s
                UNION SELECT primary_id FROM keys_subkey WHERE key_id = %s AND NOT EXISTS (
                    SELECT 1 FROM keys_key p WHERE p.key_id = %s AND (NOT p.blocked OR p.revoked)))
@@ -74,14 +89,14 @@ ORDER BY {_BEST_FIRST}
 """,
         # The certificates WKD serves for (domain, hash): published bindings only.
         "wkd": f"""
-SELECT b.certificate, {_EPOCH.get(vendor, "{}").format("k.updated")} FROM keys_binding b
+SELECT b.certificate, {_EPOCH.get(vendor, "{}").format("k.updated")}, b.validation FROM keys_binding b
 JOIN keys_key k ON k.id = b.key_id
 WHERE b.domain = %s AND b.wkd_hash = %s AND b.state = %s AND NOT k.blocked
 ORDER BY {_BEST_FIRST}
 """,
         # The published and cached bindings of an address, with their keys.
         "address": f"""
-SELECT b.state, b.certificate, {columns} FROM keys_binding b
+SELECT b.state, b.certificate, b.validation, {columns} FROM keys_binding b
 JOIN keys_key k ON k.id = b.key_id
 WHERE b.address = %s AND b.state IN (%s, %s) AND NOT k.blocked
 ORDER BY {_BEST_FIRST}
@@ -133,10 +148,16 @@ class KeyRow:
     fallback: bytes
     fallback_armor: str
     fallback_user_ids: list[str]
+    # (state, validation) of its published and cached bindings (read by id only).
+    binding_levels: tuple[tuple[str, str], ...] = ()
 
     @property
     def is_expired(self) -> bool:
         return self.expires is not None and self.expires <= clock.now()
+
+    def levels(self, state: str) -> tuple[str, ...]:
+        """The validation levels of its bindings in `state`."""
+        return tuple(v for s, v in self.binding_levels if s == state and v)
 
 
 @dataclass
@@ -144,6 +165,7 @@ class BindingRow:
     state: str
     certificate: bytes
     key: KeyRow
+    validation: str = ""
 
 
 def _moment(value: Any) -> datetime | None:
@@ -159,8 +181,14 @@ def _list(value: Any) -> list[str]:
     return json.loads(value) if isinstance(value, str | bytes) else list(value or [])
 
 
+def _pairs(value: Any) -> tuple[tuple[str, str], ...]:
+    """The "state:validation" pairs of the levels column."""
+    pairs = (item.partition(":") for item in str(value or "").split(",") if item)
+    return tuple(sorted((state, validation) for state, _sep, validation in pairs))
+
+
 def _key(values: tuple[Any, ...]) -> KeyRow:
-    """A row of _KEY_COLUMNS, in their order."""
+    """A row of _KEY_COLUMNS, in their order (and the levels column, if read)."""
     pk, fpr, keyid, algorithm, algorithm_id, bits, created, expires, revoked, blocked, updated = values[:11]
     published, published_armor, published_uids, fallback, fallback_armor, fallback_uids = values[11:17]
     return KeyRow(
@@ -181,6 +209,7 @@ def _key(values: tuple[Any, ...]) -> KeyRow:
         fallback=bytes(fallback or b""),
         fallback_armor=fallback_armor or "",
         fallback_user_ids=_list(fallback_uids),
+        binding_levels=_pairs(values[17]) if len(values) > 17 else (),
     )
 
 
@@ -234,15 +263,18 @@ def by_keyid(keyid: str) -> list[KeyRow]:
     return [_key(row) for row in fetch(statement("keyid"), [keyid, keyid, keyid, clock.now()])]
 
 
-def wkd(domain: str, wkd_hash: str) -> list[tuple[bytes, datetime]]:
+def wkd(domain: str, wkd_hash: str) -> list[tuple[bytes, datetime, str]]:
     rows = fetch(statement("wkd"), [domain, wkd_hash, "published", clock.now()])
-    return [(bytes(certificate or b""), _moment(updated) or clock.now()) for certificate, updated in rows]
+    return [
+        (bytes(certificate or b""), _moment(updated) or clock.now(), validation or "")
+        for certificate, updated, validation in rows
+    ]
 
 
 def by_address(address: str, states: tuple[str, ...]) -> list[BindingRow]:
     wanted = (*states, *states)[:2]
     rows = fetch(statement("address"), [address, *wanted, clock.now()])
-    return [BindingRow(row[0], bytes(row[1] or b""), _key(row[2:])) for row in rows]
+    return [BindingRow(row[0], bytes(row[1] or b""), _key(row[3:]), row[2] or "") for row in rows]
 
 
 @dataclass

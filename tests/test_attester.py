@@ -315,8 +315,9 @@ def test_legacy_submit_and_lookup(client, user, mailoutbox):
         content_type="application/json",
     ).json()["results"]
     assert results[0]["email"] == "uma@example.org" and results[0]["longid"] == fpr[-16:]
+    assert results[0]["validation"] == "email_confirmed"
     assert fingerprints(results[0]["pubkey"]) == [fpr]
-    assert results[1] == {"email": "nobody@example.org", "pubkey": None, "longid": None}
+    assert results[1] == {"email": "nobody@example.org", "pubkey": None, "longid": None, "validation": None}
     assert results[2]["pubkey"] is None
 
 

@@ -112,7 +112,8 @@ def test_every_lookup_answers_the_same_through_the_front_server(front, app):
             direct = method(app["url"] + path, headers=host, timeout=10)
             assert shape(through) == shape(direct), (method.__name__, path)
     # The published answers came from the files, not the application.
-    tree_file = next(p for p in (front.run_dir.parent / "public").rglob(fpr) if p.parent.parent.name == "fpr")
+    public = front.run_dir.parent / "public"
+    tree_file = next(p for p in public.rglob(fpr) if p.parent.parent == public / "fpr")
     tree_file.write_bytes(b"from the file\n")
     assert requests.get(f"{front.url}/vks/v1/by-fingerprint/{fpr}", timeout=10).content == b"from the file\n"
 

@@ -151,6 +151,22 @@ local function exists(path)
   return file ~= nil
 end
 
+local function read(path)
+  local file = io.open(path, "rb")
+  if not file then return nil end
+  local text = file:read("*a")
+  file:close()
+  return text
+end
+
+-- Where the Key-Validation value of a tree path's answer is (published_files.level_path):
+-- an address's index and pub answers share its email one.
+local function level_of(tree)
+  local kind, rest = tree:match("^([^/]+)/(.*)$")
+  if kind == "index" or kind == "pub" then return "level/email/" .. rest end
+  return "level/" .. tree
+end
+
 -- Where a tree path's "ask the application" marker is (published_files.marker_paths):
 -- every answer of an address shares the address's marker.
 local function marker_of(tree)
@@ -174,6 +190,11 @@ function M.route(any_host)
   if not kind then return end
   local root = ngx.var.document_root
   if exists(root .. "/" .. tree) then
+    -- Written before the answer and removed after it: without it, the
+    -- application answers (with the header it computes).
+    local level = read(root .. "/" .. level_of(tree))
+    if not level or not level:match("^[a-z0-9_,]+$") then return end
+    ngx.var.ks_level = level
     if kind == "vks-email" then
       -- VKS names the download after the first key's fingerprint.
       local first = io.open(root .. "/email-fpr/" .. tree:sub(7), "rb")

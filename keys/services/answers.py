@@ -9,6 +9,7 @@ write by `publication.rebuild`.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import quote
@@ -18,6 +19,13 @@ from ..identifiers import Query
 from ..managers import SERVED_STATES
 from ..models import Binding, Key
 from ..rows import KeyRow
+
+# The response header naming the validation levels of what an answer serves
+# (docs/api.md): the distinct levels of the served addresses' bindings
+# (Binding.Validation), comma-separated, or NO_LEVEL when the answer carries
+# no published address (a key by id without one, a revocation-only answer).
+LEVEL_HEADER = "Key-Validation"
+NO_LEVEL = "none"
 
 # Printable ASCII stays as it is in an mr uid field; ':', '%', controls and
 # non-ASCII bytes are percent-encoded (HKP draft, 5.2).
@@ -33,18 +41,44 @@ class Served:
     # The published form (or a per-address part of it): what the file tree
     # may hold. False for fallback answers made of cached (upstream) addresses.
     published: bool = True
+    # The validation levels of the bindings whose user IDs this answer carries.
+    levels: tuple[str, ...] = ()
 
     @property
     def armored(self) -> str:
         return self.armored_text or openpgp.armor(self.data)
 
 
+def level_order(level: str) -> tuple[int, str]:
+    """Binding.Validation's order first; a level it does not list (yet) after."""
+    values = list(Binding.Validation.values)
+    return (values.index(level) if level in values else len(values), level)
+
+
+def levels_of(levels: Iterable[str]) -> str:
+    """The Key-Validation value of some levels: distinct, in a fixed order."""
+    return ",".join(sorted({v for v in levels if v}, key=level_order)) or NO_LEVEL
+
+
+def level_header(served: list[Served]) -> dict[str, str]:
+    """The Key-Validation header of an answer made of `served`."""
+    return {LEVEL_HEADER: levels_of([level for s in served for level in s.levels])}
+
+
 def _by_id_form(key: KeyRow) -> Served:
     """A key by fingerprint or key id: its published form, else its fallback
     form (cached addresses), else the bare key (no user IDs)."""
     if key.published_user_ids or key.revoked or not key.fallback_user_ids:
-        return Served(key, bytes(key.published), key.published_user_ids, key.published_armor)
-    return Served(key, bytes(key.fallback), key.fallback_user_ids, key.fallback_armor, published=False)
+        levels = key.levels(Binding.State.PUBLISHED) if key.published_user_ids else ()
+        return Served(key, bytes(key.published), key.published_user_ids, key.published_armor, levels=levels)
+    return Served(
+        key,
+        bytes(key.fallback),
+        key.fallback_user_ids,
+        key.fallback_armor,
+        published=False,
+        levels=key.levels(Binding.State.CACHED),
+    )
 
 
 def for_id(query: Query) -> list[Served]:
@@ -80,19 +114,36 @@ def for_email(address: str, *, per_address: bool = False) -> list[Served] | None
     published = [b for b in found if b.state == Binding.State.PUBLISHED]
     if published and per_address:
         return [
-            Served(b.key, bytes(b.certificate), _uids_for(b.key.published_user_ids, address))
+            Served(
+                b.key,
+                bytes(b.certificate),
+                _uids_for(b.key.published_user_ids, address),
+                levels=(b.validation,),
+            )
             for b in published
         ]
     if published:
         return [
-            Served(b.key, bytes(b.key.published), b.key.published_user_ids, b.key.published_armor)
+            Served(
+                b.key,
+                bytes(b.key.published),
+                b.key.published_user_ids,
+                b.key.published_armor,
+                levels=(b.validation,),
+            )
             for b in published
         ]
     cached = [b for b in found if b.state == Binding.State.CACHED]
     if not cached:
         return None
     return [
-        Served(b.key, bytes(b.certificate), _uids_for(b.key.fallback_user_ids, address), published=False)
+        Served(
+            b.key,
+            bytes(b.certificate),
+            _uids_for(b.key.fallback_user_ids, address),
+            published=False,
+            levels=(b.validation,),
+        )
         for b in cached
     ]
 
@@ -103,7 +154,12 @@ def first_published(address: str) -> Served | None:
     if not bindings:
         return None
     best = bindings[0]
-    return Served(best.key, bytes(best.certificate), _uids_for(best.key.published_user_ids, address))
+    return Served(
+        best.key,
+        bytes(best.certificate),
+        _uids_for(best.key.published_user_ids, address),
+        levels=(best.validation,),
+    )
 
 
 # -- rendering ------------------------------------------------------------------------
@@ -138,11 +194,27 @@ def mr_index(served: list[Served], now: datetime) -> str:
     return "\n".join(lines) + "\n"
 
 
-def wkd(domain: str, wkd_hash: str) -> tuple[bytes, datetime | None]:
+@dataclass(frozen=True)
+class WkdAnswer:
+    data: bytes
+    modified: datetime | None
+    levels: tuple[str, ...]
+
+    @property
+    def header(self) -> dict[str, str]:
+        return {LEVEL_HEADER: levels_of(self.levels)}
+
+
+def wkd(domain: str, wkd_hash: str) -> WkdAnswer:
     """The WKD answer: every published key of the address, concatenated
-    binary per-address certificates (WKD draft, 3.1); and when it changed."""
+    binary per-address certificates (WKD draft, 3.1); when it changed, and
+    the validation levels of its bindings."""
     rows = Binding.objects.wkd(domain, wkd_hash)
-    return b"".join(c for c, _updated in rows), max((u for _c, u in rows), default=None)
+    return WkdAnswer(
+        b"".join(c for c, _u, _v in rows),
+        max((u for _c, u, _v in rows), default=None),
+        tuple(v for *_r, v in rows),
+    )
 
 
 def modified(served: list[Served]) -> datetime | None:

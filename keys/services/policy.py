@@ -23,6 +23,8 @@ def mark_fingerprint_verified(binding: Binding, *, actor: str) -> None:
         binding.last_audited_at = clock.now()
         binding.save(update_fields=["validation", "last_audited_at", "updated"])
         Event.objects.record("fingerprint_verified", key=key, address=binding.address, actor=actor)
+        # The answers' bytes are the same, but their Key-Validation header is not.
+        published_files.changed(key)
 
 
 def purge(key: Key, *, actor: str) -> None:

@@ -11,13 +11,17 @@ the views too):
     index/<domain>/<local>  HKP index and vindex with options=mr
     pub/<domain>/<local>    the Attester's GET /pub/<address>
     wkd/<domain>/<hash>     WKD, for the domains in WKD_DOMAINS
+    level/<kind>/...        the Key-Validation header of the answers at <kind>/...
+                            (fpr, keyid, email: also for index and pub, wkd)
 
 Address path parts keep a-z, 0-9 and `._+-`; every other byte is %XX
 (uppercase hex), so no address can name a path outside its directory. A
 file's mtime is the time its answer last changed, so the front server's
 Last-Modified and ETag ("<mtime hex>-<size hex>", as nginx makes it) equal
 the application's. Cached upstream keys, misses and everything else are
-never written: the front server passes them to the application.
+never written: the front server passes them to the application. The front
+server serves an answer only with its level file (written before it, removed
+after it), so every answer carries the header the application would send.
 
 How a change reaches the files (the publication owner calls `changed`):
 
@@ -111,6 +115,13 @@ def address_paths(address: str) -> dict[str, str]:
     return paths
 
 
+def level_path(path: str) -> str:
+    """Where the Key-Validation value of the answer at `path` is kept: one
+    file per identifier (an address's index and pub answers share its email one)."""
+    kind, _sep, rest = path.partition("/")
+    return f"level/email/{rest}" if kind in ("index", "pub") else f"level/{path}"
+
+
 def marker_paths(ids: Identifiers) -> list[str]:
     """The "ask the application" markers of identifiers (see `expected`)."""
     paths = [f"known/{fingerprint_path(f)}" for f in ids.fingerprints]
@@ -124,10 +135,15 @@ def marker_paths(ids: Identifiers) -> list[str]:
 
 
 def paths_of(ids: Identifiers) -> list[str]:
+    """The answers of the identifiers, then their level files."""
     paths = [fingerprint_path(f) for f in ids.fingerprints] + [keyid_path(k) for k in ids.keyids]
     for address in ids.addresses:
         paths += address_paths(address).values()
-    return paths
+    return paths + list(dict.fromkeys(level_path(p) for p in paths if not p.startswith("email-fpr/")))
+
+
+def _level(levels: str) -> File:
+    return File(levels.encode("ascii"), None)
 
 
 # -- the answers ---------------------------------------------------------------------------
@@ -143,10 +159,11 @@ def _by_id(path: str, served: list[answers.Served]) -> dict[str, File | None]:
     """A file only when both HKP and VKS would answer these very bytes: every
     key in its published form, each with a user ID or revoked (rule 6)."""
     if not served:
-        return {path: None, f"known/{path}": None}
+        return {path: None, level_path(path): None, f"known/{path}": None}
     if not all(s.published for s in served) or len(answers.with_user_ids(served)) != len(served):
-        return {path: None, f"known/{path}": KNOWN}
+        return {path: None, level_path(path): None, f"known/{path}": KNOWN}
     return {
+        level_path(path): _level(answers.level_header(served)[answers.LEVEL_HEADER]),
         path: File(answers.armored(served).encode("utf-8"), answers.modified(served)),
         f"known/{path}": None,
     }
@@ -160,19 +177,23 @@ def _address_files(address: str) -> dict[str, File | None]:
     }
     if served is not None and not all(s.published for s in served):
         markers[f"known/{paths['email']}"] = KNOWN  # cached upstream keys: the application's
+    levels = {level_path(paths["email"])} | ({level_path(paths["wkd"])} if "wkd" in paths else set())
     if not served or not all(s.published for s in served):
-        return {**{path: None for path in paths.values()}, **markers}
+        return {**{path: None for path in [*paths.values(), *levels]}, **markers}
     modified = answers.modified(served)
     per_address = answers.for_email(address, per_address=True) or []
     files: dict[str, File | None] = {
+        level_path(paths["email"]): _level(answers.level_header(served)[answers.LEVEL_HEADER]),
         paths["email"]: File(answers.armored(served).encode("utf-8"), modified),
         paths["email-fpr"]: File(served[0].key.fingerprint.encode("ascii"), modified),
         paths["index"]: File(answers.mr_index(served, clock.now()).encode("utf-8"), modified),
         paths["pub"]: File(answers.attester_text(per_address).encode("utf-8"), modified),
     }
     if "wkd" in paths:
-        data, changed = answers.wkd(domain_of(address), wkd_hash(address))
-        files[paths["wkd"]] = File(data, changed) if data else None
+        found = answers.wkd(domain_of(address), wkd_hash(address))
+        wkd_level = level_path(paths["wkd"])
+        files[wkd_level] = _level(found.header[answers.LEVEL_HEADER]) if found.data else None
+        files[paths["wkd"]] = File(found.data, found.modified) if found.data else None
     return {**files, **markers}
 
 

@@ -106,7 +106,8 @@ class Pub(ProtocolView):
     )
     def get(self, request: Request, query: str) -> HttpResponse:
         served = _lookup(query, client=client_ip(request))
-        return answer(request, answers.attester_text(served), TEXT, answers.modified(served))
+        text = answers.attester_text(served)
+        return answer(request, text, TEXT, answers.modified(served), answers.level_header(served))
 
     @extend_schema(
         operation_id="attester_pub_submit",
@@ -202,11 +203,16 @@ def _lookup_one(raw: str) -> dict[str, str | None]:
     try:
         address = normalize_email(raw)
     except InvalidEmail:
-        return {"email": raw, "pubkey": None, "longid": None}
+        return {"email": raw, "pubkey": None, "longid": None, "validation": None}
     best = serve.first_published(address)
     if best is None:
-        return {"email": address, "pubkey": None, "longid": None}
-    return {"email": address, "pubkey": best.armored, "longid": best.key.key_id}
+        return {"email": address, "pubkey": None, "longid": None, "validation": None}
+    return {
+        "email": address,
+        "pubkey": best.armored,
+        "longid": best.key.key_id,
+        "validation": serve.levels_of(best.levels),
+    }
 
 
 class LookupEmail(ProtocolView):

@@ -62,7 +62,8 @@ def lookup(request: HttpRequest) -> HttpResponse:
     if op == "get":
         return key_response(request, served)
     if "mr" in params.get("options", "").split(","):
-        return answer(request, answers.mr_index(served, clock.now()), TEXT, answers.modified(served))
+        index = answers.mr_index(served, clock.now())
+        return answer(request, index, TEXT, answers.modified(served), answers.level_header(served))
     # Without options=mr the draft leaves the format open: a page for people.
     subkeys = Subkey.objects.fingerprints_of([s.key.pk for s in served]) if op == "vindex" else {}
     items = [{"key": s.key, "user_ids": s.user_ids, "subkeys": subkeys.get(s.key.pk, [])} for s in served]

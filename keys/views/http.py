@@ -26,7 +26,7 @@ from django.utils.cache import get_conditional_response, patch_vary_headers
 from django.utils.http import http_date
 from django.utils.translation import gettext as _
 
-from federation.serve import Served, armored, modified
+from federation.serve import Served, armored, level_header, modified
 
 from .. import degraded
 from ..errors import Forbidden, KeyserverError, KeyTooLarge, NotFound, RateLimited, ServerError, Unavailable
@@ -70,10 +70,11 @@ def answer(
 
 
 def key_response(request: HttpRequest, served: list[Served], filename: str | None = None) -> HttpResponse:
-    """Armored keys, all in one block (keys.openpgp.org's shape)."""
+    """Armored keys, all in one block (keys.openpgp.org's shape), with the
+    Key-Validation header of what they carry."""
     if not served:
         raise NotFound()
-    headers = {"Cache-Control": "no-cache"}
+    headers = {"Cache-Control": "no-cache", **level_header(served)}
     if filename:
         headers["Content-Disposition"] = f'attachment; filename="{filename}.asc"'
     return answer(request, armored(served), f"{PGP_KEYS}; charset=utf-8", modified(served), headers)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_safe
 
 from federation import serve
@@ -13,6 +14,30 @@ from ..errors import NotFound
 from ..identifiers import Query, group_fingerprint, keyserver_uri, parse_fingerprint
 from ..models import Binding
 from .http import client_ip
+
+Validation = Binding.Validation
+# What each validation level promises about an address (docs/api.md, the
+# Key-Validation header). A level not listed here shows its name only.
+PROMISES = {
+    Validation.EMAIL_CONFIRMED: _("The owner of the address opened a confirmation link mailed to it."),
+    Validation.OIDC_VERIFIED: _("An OpenID provider's signed token for this address proved it."),
+    Validation.ORG_DIRECTORY: _("The organisation's own directory lists this key for the address."),
+    Validation.UPSTREAM_VERIFIED: _(
+        "A keyserver that verifies addresses (such as keys.openpgp.org) vouched for it; not confirmed here."
+    ),
+    Validation.UPSTREAM_UNVERIFIED: _(
+        "Found on a public keyserver that checks nothing; nobody confirmed that the address belongs to "
+        "this key."
+    ),
+    Validation.FINGERPRINT_VERIFIED: _(
+        "Staff compared the fingerprint with the owner out of band, on top of the confirmed address."
+    ),
+}
+
+
+def promise(level: str) -> str:
+    """What a validation level promises, for people ("" for a level without a text)."""
+    return str(PROMISES.get(level, ""))  # type: ignore[call-overload]
 
 
 def commands(fingerprint: str, addresses: list[str]) -> list[str]:
@@ -46,6 +71,8 @@ def key(request: HttpRequest, fpr: str) -> HttpResponse:
     bindings = list(Binding.objects.filter(key_id=item.key.pk, state=state).order_by("address"))
     if not item.user_ids:
         bindings = []
+    for binding in bindings:
+        binding.promise = promise(binding.validation)  # type: ignore[attr-defined]
     addresses = [b.address for b in bindings]
     shown = bool(serve.with_user_ids([item]))
     context = {

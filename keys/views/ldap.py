@@ -8,6 +8,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 
 from federation import directory
+from federation.serve import LEVEL_HEADER
 
 from ..identifiers import parse_address
 from . import schemas
@@ -40,7 +41,9 @@ class LdapRelay(ProtocolView):
         # The address from the raw query: a `+` in it stays a `+`.
         address = parse_address(raw_query(request).get("search", ""))
         armored = directory.relay(host, port, address, client=client_ip(request))
-        return HttpResponse(armored, content_type="text/plain; charset=utf-8")
+        response = HttpResponse(armored, content_type="text/plain; charset=utf-8")
+        response[LEVEL_HEADER] = directory.relay_level(host, port, address)
+        return response
 
 
 class DirectoryCheck(ProtocolView):

@@ -180,6 +180,11 @@ class EmailLookupResult(serializers.Serializer):
     email = serializers.CharField()
     pubkey = serializers.CharField(allow_null=True, help_text="The armored key, or null when none.")
     longid = serializers.CharField(allow_null=True, help_text="Its long key ID, or null.")
+    validation = serializers.CharField(
+        allow_null=True,
+        help_text="The validation level of the address on this key (as the `Key-Validation` header: "
+        "`email_confirmed`, `org_directory`, ...; docs/api.md), or null when none.",
+    )
 
 
 class EmailLookupAnswer(serializers.Serializer):
@@ -214,4 +219,36 @@ def retry_after(result: dict[str, Any], **kwargs: Any) -> dict[str, Any]:
             for status, response in operation.get("responses", {}).items():
                 if status in ("429", "503"):
                     response["headers"] = header
+    return key_validation(result)
+
+
+# The key answers that carry the Key-Validation header (keys.services.answers).
+KEY_ANSWERS = {
+    "vks_by_fingerprint",
+    "vks_by_keyid",
+    "vks_by_email",
+    "attester_pub_lookup",
+    "attester_ldap_relay",
+}
+KEY_VALIDATION = {
+    "Key-Validation": {
+        "schema": {"type": "string", "example": "email_confirmed"},
+        "description": "The validation levels of the addresses the answer carries, comma-separated "
+        "(`email_confirmed`, `oidc_verified`, `org_directory`, `upstream_verified`, `upstream_unverified`, "
+        "`fingerprint_verified`, ...), or `none` when it carries no published address (a key by "
+        "fingerprint without a confirmed address, a revoked key). What each level promises: /about/api "
+        "and docs/api.md.",
+    }
+}
+
+
+def key_validation(result: dict[str, Any]) -> dict[str, Any]:
+    """The Key-Validation header on the 200 (and 304) answers of every key lookup."""
+    for operations in result.get("paths", {}).values():
+        for operation in operations.values():
+            if operation.get("operationId") not in KEY_ANSWERS:
+                continue
+            for status, response in operation.get("responses", {}).items():
+                if status in ("200", "304"):
+                    response["headers"] = {**response.get("headers", {}), **KEY_VALIDATION}
     return result

@@ -103,11 +103,11 @@ def _is_openpgpkey_host(host: str, domain: str) -> bool:
 def _key(request: HttpRequest, domain: str, wkd_hash: str) -> HttpResponse:
     if not valid_hash(wkd_hash):
         raise NotFound()
-    data, modified = serve.wkd(domain, wkd_hash)
-    if not data:
+    found = serve.wkd(domain, wkd_hash)
+    if not found.data:
         raise NotFound()
     # Keys change (new subkeys, revocations): clients must revalidate.
-    return answer(request, data, OCTETS, modified, {"Cache-Control": "no-cache"})
+    return answer(request, found.data, OCTETS, found.modified, {"Cache-Control": "no-cache", **found.header})
 
 
 def _policy(domain: str) -> HttpResponse:

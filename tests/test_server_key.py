@@ -112,6 +112,10 @@ def test_the_key_is_published_over_hkp_vks_and_wkd(client):
     assert binding.validation == Binding.Validation.SERVER_KEY
     for name, data in served(client, FROM).items():
         assert fingerprints(data) == [key.fingerprint], name
+    # Every answer names what it serves: the server's own key.
+    answer = client.get("/pks/lookup", {"op": "get", "search": f"0x{key.fingerprint}"})
+    assert answer["Key-Validation"] == "server_key"
+    assert client.get(f"/vks/v1/by-email/{FROM}")["Key-Validation"] == "server_key"
 
 
 def test_an_address_that_cannot_be_published_still_has_a_key(settings, client):

@@ -136,6 +136,9 @@ def test_submission_then_response_publishes_as_wks_confirmed(smtp):
     assert receive(response("wendy@example.org", values["nonce"])) == "handled: published (wendy@example.org)"
     binding = Binding.objects.get(address="wendy@example.org")
     assert (binding.state, binding.validation) == (Binding.State.PUBLISHED, "wks_confirmed")
+    from django.test import Client
+
+    assert Client().get("/vks/v1/by-email/wendy@example.org")["Key-Validation"] == "wks_confirmed"
     assert [m["Subject"] for m in smtp.to("wendy@example.org")][-1].startswith("Your key for wendy@")
     # The "published" answer is PGP/MIME signed by the submission address's key, checked by gpg.
     assert "wendy@example.org" in assert_signed_by_server(smtp.raw_to("wendy@example.org")[-1])

@@ -32,6 +32,11 @@ PROMISES = {
     Validation.FINGERPRINT_VERIFIED: _(
         "Staff compared the fingerprint with the owner out of band, on top of the confirmed address."
     ),
+    Validation.SERVER_KEY: _("This keyserver's own key, made and published by the server itself."),
+    Validation.WKS_CONFIRMED: _(
+        "The owner sent the key by the Web Key Service and answered with a secret only this key could "
+        "decrypt."
+    ),
 }
 
 

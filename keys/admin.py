@@ -340,3 +340,6 @@ class OutboxAdmin(admin.ModelAdmin):
     def resend(self, request: HttpRequest, queryset: QuerySet[OutboxMail]) -> None:
         queued = outbox.resend(list(queryset.select_related("binding")))
         self.message_user(request, _("%(count)d mails queued.") % {"count": queued}, messages.SUCCESS)
+
+
+from . import admin_reminders  # noqa: E402, F401

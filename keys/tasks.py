@@ -14,7 +14,7 @@ from django.db import DatabaseError, transaction
 
 from . import heartbeat as beats
 from .models import Binding, Key, OutboxMail
-from .services import outbox
+from .services import outbox, reconfirmation, reminders
 from .services.housekeeping import prune
 
 Kind = OutboxMail.Kind
@@ -43,6 +43,18 @@ def sweep_outbox() -> dict[str, int]:
 def housekeeping_task() -> dict[str, int]:
     """Prune expired tokens, uploads never confirmed and old events."""
     return prune()
+
+
+@shared_task(name="keys.tasks.send_expiry_reminders")
+def send_expiry_reminders_task() -> dict[str, int]:
+    """Mail the published addresses of keys that expire soon (a batch)."""
+    return reminders.send_due()
+
+
+@shared_task(name="keys.tasks.reconfirm_addresses")
+def reconfirm_addresses_task() -> dict[str, int]:
+    """Ask old confirmations again; unpublish those past their grace (a batch)."""
+    return reconfirmation.run()
 
 
 @shared_task(name="keys.tasks.heartbeat", ignore_result=True)

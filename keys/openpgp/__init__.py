@@ -12,7 +12,16 @@ limits of an upload are passed in as `Limits`.
   derived from it (`publishable`).
 """
 
-from .certs import CertInfo, Component, SubkeyInfo, UserIdInfo, can_encrypt, publishable, uid_address
+from .certs import (
+    CertInfo,
+    Component,
+    SubkeyInfo,
+    UserIdInfo,
+    can_encrypt,
+    encryption_expires,
+    publishable,
+    uid_address,
+)
 from .packets import (
     KEY_REVOCATION,
     SIG,
@@ -68,6 +77,7 @@ __all__ = [
     "contains",
     "dearmor",
     "encrypt",
+    "encryption_expires",
     "is_armored",
     "iter_certificates",
     "iter_packets",

@@ -16,7 +16,7 @@ from django.core.management import call_command
 
 from keys import clock
 from keys.models import Binding, Event, ExpiryReminder, Key, OutboxMail
-from keys.models.reminders import usable_until
+from keys.models.reminders import usable_until as _usable_until
 from keys.services import outbox, policy, publication, reminders
 from keys.services.locking import locked_key
 
@@ -25,13 +25,19 @@ from .keyserver import Keyserver
 
 # Transactional: mail is enqueued on commit and delivered, as in production.
 pytestmark = pytest.mark.django_db(transaction=True)
-EXPIRES = {name: meta.get("expires") for name, meta in _manifest().items()}
+EXPIRES: dict[str, float] = {name: meta["expires"] for name, meta in _manifest().items() if "expires" in meta}
 ALICE = ("alice@example.org", "alice@work.example.com")
 
 
 @pytest.fixture
 def ks(client, mailoutbox) -> Keyserver:
     return Keyserver(client, mailoutbox)
+
+
+def until_of(key: Key) -> datetime:
+    until = _usable_until(key)
+    assert until is not None
+    return until
 
 
 def reminders_to(mailoutbox, address: str) -> list:
@@ -50,7 +56,7 @@ def run_jobs(times: int = 3) -> None:
 def test_it_reminds_every_published_address_at_30_and_7_days_once_each(ks, cast, mailoutbox):
     ks.publish(cast.alice.data, *ALICE)
     key = Key.objects.get(fingerprint=cast.alice.fingerprint)
-    until = usable_until(key)
+    until = until_of(key)
     assert until == datetime.fromtimestamp(EXPIRES["alice.asc"], UTC)
     mailoutbox.clear()
 
@@ -86,7 +92,7 @@ def test_it_reminds_every_published_address_at_30_and_7_days_once_each(ks, cast,
 def test_an_uploaded_extension_stops_them_and_the_new_date_reminds_in_its_turn(ks, cast, mailoutbox):
     ks.publish(cast.alice.data, *ALICE)
     key = Key.objects.get(fingerprint=cast.alice.fingerprint)
-    until = usable_until(key)
+    until = until_of(key)
     mailoutbox.clear()
     clock.set_now(until - timedelta(days=20))
     run_jobs()
@@ -95,7 +101,7 @@ def test_an_uploaded_extension_stops_them_and_the_new_date_reminds_in_its_turn(k
     # alice_v2 is the same key, extended (a real new self-signature).
     assert ks.upload(cast.alice_v2.data).status_code == 200
     key.refresh_from_db()
-    later = usable_until(key)
+    later = until_of(key)
     assert later == datetime.fromtimestamp(EXPIRES["alice_v2.asc"], UTC)
     assert set(key.bindings.values_list("state", flat=True)) == {"published"}
     clock.set_now(until - timedelta(days=6))
@@ -115,7 +121,7 @@ def test_a_queued_reminder_is_cancelled_when_the_extension_arrives_first(ks, cas
     ks.request_verify(token, ["bob@example.net"])
     assert ks.client.post(urlparse(smtp.link("bob@example.net")).path).status_code == 200
     key = Key.objects.get(fingerprint=cast.bob.fingerprint)
-    until = usable_until(key)
+    until = until_of(key)
     smtp.fail_next = 1
     clock.set_now(until - timedelta(days=3))
     run_jobs(1)
@@ -133,7 +139,7 @@ def test_a_queued_reminder_is_cancelled_when_the_extension_arrives_first(ks, cas
 
 def test_a_key_first_seen_inside_the_7_day_window_gets_one_mail_not_two(ks, cast, mailoutbox):
     ks.publish(cast.bob.data, "bob@example.net")
-    until = usable_until(Key.objects.get(fingerprint=cast.bob.fingerprint))
+    until = until_of(Key.objects.get(fingerprint=cast.bob.fingerprint))
     mailoutbox.clear()
     clock.set_now(until - timedelta(days=5))
     run_jobs()
@@ -144,9 +150,7 @@ def test_a_key_first_seen_inside_the_7_day_window_gets_one_mail_not_two(ks, cast
     assert ExpiryReminder.objects.count() == 2  # the 30-day threshold is covered
 
 
-def test_none_for_a_key_expired_revoked_removed_by_policy_or_without_published_address(
-    ks, cast, mailoutbox
-):
+def test_none_for_a_key_expired_revoked_removed_by_policy_or_without_published_address(ks, cast, mailoutbox):
     ks.publish(cast.alice.data, *ALICE)
     ks.publish(cast.bob.data, "bob@example.net")
     alice = Key.objects.get(fingerprint=cast.alice.fingerprint)
@@ -157,7 +161,7 @@ def test_none_for_a_key_expired_revoked_removed_by_policy_or_without_published_a
     assert alice.revoked
     policy.remove_key_by_policy(bob, reason="test", actor="test")
     mailoutbox.clear()
-    for moment in (usable_until(alice), usable_until(bob)):
+    for moment in (until_of(alice), until_of(bob)):
         clock.set_now(moment - timedelta(days=6))
         run_jobs()
     assert mailoutbox == []
@@ -177,7 +181,7 @@ def test_none_once_the_owner_unpublished_the_address(ks, cast, mailoutbox):
     with locked_key(key.pk) as locked:
         publication.unpublish(locked, locked.bindings.all(), actor="owner")
     mailoutbox.clear()
-    clock.set_now(usable_until(key) - timedelta(days=6))
+    clock.set_now(until_of(key) - timedelta(days=6))
     run_jobs()
     call_command("send_expiry_reminders")
     assert mailoutbox == []
@@ -192,7 +196,7 @@ def test_the_command_and_the_beat_schedule_run_the_job(ks, cast, mailoutbox, cap
     assert schedule["expiry-reminders"]["schedule"] == 3600.0
     ks.publish(cast.bob.data, "bob@example.net")
     mailoutbox.clear()
-    clock.set_now(usable_until(Key.objects.get(fingerprint=cast.bob.fingerprint)) - timedelta(days=6))
+    clock.set_now(until_of(Key.objects.get(fingerprint=cast.bob.fingerprint)) - timedelta(days=6))
     call_command("send_expiry_reminders")
     call_command("send_expiry_reminders")
     assert "reminded 1 key(s): 1 mail(s) queued" in capsys.readouterr().out
@@ -234,7 +238,7 @@ def test_the_mailed_commands_extend_the_key_and_send_it_here(server, gpg_factory
     owner = gpg_factory(server["hkp"])
     fpr = publish_with_gpg(owner, address, smtp)
     key = Key.objects.get(fingerprint=fpr)
-    until = usable_until(key)
+    until = until_of(key)
     assert key.expires is not None and key.encryption_expires == key.expires  # gpg's subkey expires too
 
     clock.set_now(until - timedelta(days=20))
@@ -252,8 +256,8 @@ def test_the_mailed_commands_extend_the_key_and_send_it_here(server, gpg_factory
         assert done.returncode == 0, (command, done.stderr.decode())
 
     key.refresh_from_db()
-    extended = usable_until(key)
-    assert extended is not None and extended > until + timedelta(days=300)
+    extended = until_of(key)
+    assert extended > until + timedelta(days=300)
     # The subkey too, thanks to '*': without it the key would stop working at the old date.
     assert key.encryption_expires is not None and key.encryption_expires > until + timedelta(days=300)
     assert key.bindings.get().state == "published"

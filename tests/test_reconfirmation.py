@@ -49,9 +49,7 @@ def later(binding: Binding, days: float) -> None:
     clock.set_now(binding.verified_at + timedelta(days=days))
 
 
-def test_it_asks_once_after_reconfirm_days_and_the_link_keeps_the_address(
-    ks, cast, mailoutbox, yearly
-):
+def test_it_asks_once_after_reconfirm_days_and_the_link_keeps_the_address(ks, cast, mailoutbox, yearly):
     binding = published_bob(ks, cast, mailoutbox)
     later(binding, 364)
     reconfirmation.run()

@@ -24,7 +24,8 @@ app.autodiscover_tasks()
 
 
 # The one beat schedule: every periodic job, each also a management command
-# (refresh_keys --due, send_notices, housekeeping). The intervals are settings, so .env sets
+# (refresh_keys --due, send_notices, housekeeping, send_expiry_reminders,
+# reconfirm_addresses). The intervals are settings, so .env sets
 # them like everything else; they are read once the settings are loaded.
 def beat_schedule() -> dict[str, dict[str, object]]:
     every = float(settings.CELERY_HEARTBEAT_SECONDS)
@@ -56,6 +57,14 @@ def beat_schedule() -> dict[str, dict[str, object]]:
         "housekeeping": {
             "task": "keys.tasks.housekeeping_task",
             "schedule": float(settings.HOUSEKEEPING_SECONDS),
+        },
+        "expiry-reminders": {
+            "task": "keys.tasks.send_expiry_reminders",
+            "schedule": float(settings.EXPIRY_REMINDER_SECONDS),
+        },
+        "reconfirm-addresses": {
+            "task": "keys.tasks.reconfirm_addresses",
+            "schedule": float(settings.RECONFIRM_SECONDS),
         },
     }
 

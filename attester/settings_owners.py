@@ -39,8 +39,21 @@ NOTICE_OPTOUT_TOKEN_TTL = timedelta(days=env.int("NOTICE_OPTOUT_TOKEN_DAYS", def
 NOTICE_TICK_SECONDS = env.int("NOTICE_TICK_SECONDS", default=60)
 
 # -- expiry reminders ---------------------------------------------------------------
+# Days before a key stops working (its primary or its encryption subkeys
+# expire) that each published address is mailed how to extend it; once per
+# threshold and expiry date. Empty: no reminders.
+EXPIRY_REMINDER_DAYS = sorted({int(d) for d in env.list("EXPIRY_REMINDER_DAYS", default=["30", "7"]) if d})
+EXPIRY_REMINDER_SECONDS = env.int("EXPIRY_REMINDER_SECONDS", default=3600)
+EXPIRY_REMINDER_BATCH = env.int("EXPIRY_REMINDER_BATCH", default=500)
 
 # -- re-confirmation ----------------------------------------------------------------
+# A published email_confirmed address confirmed longer ago than this is asked
+# to confirm again (0: never; 365 suggested); not confirmed within the grace
+# (measured from the mail) it is unpublished.
+RECONFIRM_DAYS = env.int("RECONFIRM_DAYS", default=0)
+RECONFIRM_GRACE_DAYS = env.int("RECONFIRM_GRACE_DAYS", default=30)
+RECONFIRM_BATCH = env.int("RECONFIRM_BATCH", default=200)
+RECONFIRM_SECONDS = env.int("RECONFIRM_SECONDS", default=3600)
 
 # -- Web Key Service ----------------------------------------------------------------
 # The address gpg-wks-client mails keys to, per served domain: "{domain}" is

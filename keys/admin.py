@@ -343,4 +343,4 @@ class OutboxAdmin(admin.ModelAdmin):
 
 
 # The features' own ModelAdmins register themselves when imported.
-from . import admin_notices, admin_server_key  # noqa: E402, F401
+from . import admin_notices, admin_reminders, admin_server_key  # noqa: E402, F401

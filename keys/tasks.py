@@ -14,7 +14,7 @@ from django.db import DatabaseError, transaction
 
 from . import heartbeat as beats
 from .models import Binding, Key, OutboxMail
-from .services import notice_mail, outbox
+from .services import notice_mail, outbox, reconfirmation, reminders
 from .services.housekeeping import prune
 
 Kind = OutboxMail.Kind
@@ -49,6 +49,18 @@ def housekeeping_task() -> dict[str, int]:
 def send_notices_task() -> dict[str, int]:
     """Queue one change notice per address whose pending changes are due."""
     return notice_mail.send_due()
+
+
+@shared_task(name="keys.tasks.send_expiry_reminders")
+def send_expiry_reminders_task() -> dict[str, int]:
+    """Mail the published addresses of keys that expire soon (a batch)."""
+    return reminders.send_due()
+
+
+@shared_task(name="keys.tasks.reconfirm_addresses")
+def reconfirm_addresses_task() -> dict[str, int]:
+    """Ask old confirmations again; unpublish those past their grace (a batch)."""
+    return reconfirmation.run()
 
 
 @shared_task(name="keys.tasks.heartbeat", ignore_result=True)

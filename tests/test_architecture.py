@@ -34,7 +34,7 @@ def test_the_env_file_sets_var_dir_and_the_beat_intervals(tmp_path):
     var = tmp_path / "var-from-env-file"
     env_file.write_text(
         f"VAR_DIR={var}\nHOUSEKEEPING_SECONDS=77\nREFRESH_TICK_SECONDS=33\nOUTBOX_SWEEP_SECONDS=11\n"
-        "CELERY_HEARTBEAT_SECONDS=7\nNOTICE_TICK_SECONDS=44\n"
+        "CELERY_HEARTBEAT_SECONDS=7\nNOTICE_TICK_SECONDS=44\nEXPIRY_REMINDER_SECONDS=5\nRECONFIRM_SECONDS=6\n"
     )
     names = {
         "VAR_DIR",
@@ -43,6 +43,8 @@ def test_the_env_file_sets_var_dir_and_the_beat_intervals(tmp_path):
         "OUTBOX_SWEEP_SECONDS",
         "CELERY_HEARTBEAT_SECONDS",
         "NOTICE_TICK_SECONDS",
+        "EXPIRY_REMINDER_SECONDS",
+        "RECONFIRM_SECONDS",
         "DATABASE_URL",
     }
     names.add("REDIS_URL")
@@ -65,6 +67,8 @@ def test_the_env_file_sets_var_dir_and_the_beat_intervals(tmp_path):
         "housekeeping": 77.0,
         "sweep-outbox": 11.0,
         "send-notices": 44.0,
+        "expiry-reminders": 5.0,
+        "reconfirm-addresses": 6.0,
         **{f"heartbeat-{queue}": 7.0 for queue in ("mail", "refresh", "housekeeping")},
     }
     assert (var / "secret_key").exists()  # the generated key went to the .env's VAR_DIR

@@ -47,6 +47,9 @@ class Key(models.Model):
     bits = models.PositiveIntegerField(_("bits"), null=True, blank=True)
     created = models.DateTimeField(_("created"))
     expires = models.DateTimeField(_("expires"), null=True, blank=True)
+    # When its last encryption subkey expires (openpgp.encryption_expires):
+    # the key is of no use for mail past it, whatever the primary says.
+    encryption_expires = models.DateTimeField(_("encryption subkeys expire"), null=True, blank=True)
     revoked = models.BooleanField(_("revoked"), default=False)
     # Removed from distribution by policy: served nowhere, not even by id.
     blocked = models.BooleanField(_("removed by policy"), default=False)
@@ -85,6 +88,12 @@ class Key(models.Model):
             # The published file trees rewrite a key's answers when it expires
             # (its mr index flags and its place in address answers change).
             models.Index(fields=["expires"], name="key_expires", condition=Q(expires__isnull=False)),
+            # Expiry reminders (keys.services.reminders) look for either date.
+            models.Index(
+                fields=["encryption_expires"],
+                name="key_encryption_expires",
+                condition=Q(encryption_expires__isnull=False),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -363,4 +372,5 @@ class Source(models.Model):
 models.signals.post_save.connect(SourceManager.forget, sender=Source)
 models.signals.post_delete.connect(SourceManager.forget, sender=Source)
 from .notices import NoticeChange, NoticeOptOut  # noqa: E402, F401
+from .reminders import ExpiryReminder, Reconfirmation  # noqa: E402, F401
 from .server_key import ServerKey  # noqa: E402, F401

@@ -15,7 +15,16 @@ limits of an upload are passed in as `Limits`.
 - `wks`: keys of the server's own and decryption, for the Web Key Service.
 """
 
-from .certs import CertInfo, Component, SubkeyInfo, UserIdInfo, can_encrypt, publishable, uid_address
+from .certs import (
+    CertInfo,
+    Component,
+    SubkeyInfo,
+    UserIdInfo,
+    can_encrypt,
+    encryption_expires,
+    publishable,
+    uid_address,
+)
 from .packets import (
     KEY_REVOCATION,
     SIG,
@@ -81,6 +90,7 @@ __all__ = [
     "dearmor",
     "decrypt",
     "encrypt",
+    "encryption_expires",
     "generate",
     "generate_secret",
     "is_armored",

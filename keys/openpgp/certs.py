@@ -312,3 +312,13 @@ def can_encrypt(info: CertInfo, now: datetime | None = None) -> bool:
         s.flags is not None and s.flags & 0x0C and not s.revoked and (s.expires is None or s.expires > moment)
         for s in info.subkeys
     )
+
+
+def encryption_expires(info: CertInfo) -> datetime | None:
+    """When the key's last unrevoked encryption subkey expires: past that,
+    nobody can encrypt to it (even while the primary key is valid). None
+    when one never expires, or when the key has no encryption subkey."""
+    ends = [s.expires for s in info.subkeys if s.flags is not None and s.flags & 0x0C and not s.revoked]
+    if not ends or any(end is None for end in ends):
+        return None
+    return max(end for end in ends if end is not None)

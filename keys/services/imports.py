@@ -240,6 +240,7 @@ def _key_fields(info: openpgp.CertInfo) -> dict[str, object]:
         "bits": info.bits,
         "created": info.created,
         "expires": info.expires,
+        "encryption_expires": openpgp.encryption_expires(info),
         "revoked": info.revoked,
         "data": info.data,
     }

@@ -10,7 +10,7 @@ deleted.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -19,10 +19,12 @@ from django.core.mail import EmailMessage
 from django.template.loader import render_to_string
 from django.utils import translation
 
-from .. import openpgp
+from .. import clock, openpgp
 from ..identifiers import group_fingerprint, keyserver_uri
-from ..models import Key, NoticeChange, NoticeOptOut, OutboxMail, VerificationToken
+from ..models import Binding, Key, NoticeChange, NoticeOptOut, OutboxMail, Reconfirmation, VerificationToken
+from ..models.reminders import usable_until
 from . import server_key, signed_mail, tokens, wks_mail
+from .limits import limits
 
 AUTO_HEADERS = {"Auto-Submitted": "auto-generated", "X-Auto-Response-Suppress": "All"}
 Kind = OutboxMail.Kind
@@ -58,8 +60,16 @@ def _headers(row: OutboxMail) -> dict[str, str]:
     return {**AUTO_HEADERS, "Message-ID": f"<outbox-{row.pk}.{row.created:%Y%m%d%H%M%S}@{host}>"}
 
 
-def _token(made: list[str], purpose: str, key: Key, address: str, *, replace: bool = False) -> str:
-    plain = tokens.issue(purpose, key, address, replace=replace)
+def _token(
+    made: list[str],
+    purpose: str,
+    key: Key,
+    address: str,
+    *,
+    replace: bool = False,
+    lifetime: timedelta | None = None,
+) -> str:
+    plain = tokens.issue(purpose, key, address, replace=replace, lifetime=lifetime)
     made.append(VerificationToken.hash(plain))
     return plain
 
@@ -164,6 +174,74 @@ def _wks(row: OutboxMail, made: list[str]) -> EmailMessage | None:
     return wks_mail.compose(row, made, _headers(row))
 
 
+def extend_commands(key: Key) -> list[str]:
+    """The exact commands that extend the key by two years and send it here:
+    the primary key, then every subkey (gpg extends only the primary
+    without '*', and an expired encryption subkey leaves the key useless
+    for mail)."""
+    fpr = key.fingerprint
+    lines = [f"gpg --quick-set-expire {fpr} 2y"] if key.expires is not None else []
+    info = openpgp.load_stored(bytes(key.data), limits())
+    if any(s.expires is not None and not s.revoked for s in info.subkeys):
+        lines.append(f"gpg --quick-set-expire {fpr} 2y '*'")
+    lines.append(f"gpg --keyserver {keyserver_uri(settings.SITE_URL)} --send-keys {fpr}")
+    return lines
+
+
+def _expiry(row: OutboxMail, made: list[str]) -> EmailMessage | None:
+    """How to extend a key that stops working soon, while that is still so
+    (an extension uploaded before delivery cancels the mail)."""
+    binding = row.binding
+    if binding is None or binding.state != Binding.State.PUBLISHED:
+        return None
+    key = binding.key
+    until = usable_until(key)
+    now = clock.now()
+    if key.revoked or key.blocked or until is None or until <= now:
+        return None
+    if until != datetime.fromisoformat(row.params["expires"]):
+        return None
+    context = {
+        "address": binding.address,
+        "fingerprint": group_fingerprint(key.fingerprint),
+        "date": f"{until:%Y-%m-%d}",
+        "days": max(1, round((until - now) / timedelta(days=1))),
+        "subkeys": key.expires is None or (key.encryption_expires or until) < key.expires,
+        "commands": extend_commands(key),
+        "page": f"{settings.SITE_URL}/key/{key.fingerprint}",
+    }
+    return _message(row, "expiry", context)
+
+
+def _reconfirm(row: OutboxMail, made: list[str]) -> EmailMessage | None:
+    """A link to confirm a published address again, valid for the grace,
+    while its request is open."""
+    binding = row.binding
+    request = Reconfirmation.objects.filter(
+        pk=row.params.get("reconfirmation"), outcome=Reconfirmation.Outcome.OPEN
+    ).first()
+    if binding is None or request is None:
+        return None
+    key = binding.key
+    if (
+        binding.state != Binding.State.PUBLISHED
+        or binding.validation != Binding.Validation.EMAIL_CONFIRMED
+        or key.revoked
+        or key.blocked
+    ):
+        return None
+    grace = timedelta(days=settings.RECONFIRM_GRACE_DAYS)
+    plain = _token(made, VerificationToken.Purpose.VERIFY, key, binding.address, lifetime=grace)
+    context = {
+        "address": binding.address,
+        "fingerprint": group_fingerprint(key.fingerprint),
+        "link": f"{settings.SITE_URL}/verify/{plain}",
+        "days": settings.RECONFIRM_GRACE_DAYS,
+        "since": f"{binding.verified_at:%Y-%m-%d}" if binding.verified_at else "",
+    }
+    return _message(row, "reconfirm", context)
+
+
 _COMPOSERS: dict[str, Callable[[OutboxMail, list[str]], EmailMessage | None]] = {
     Kind.VERIFY: _verify,
     Kind.REPLACED: _replaced,
@@ -171,6 +249,8 @@ _COMPOSERS: dict[str, Callable[[OutboxMail, list[str]], EmailMessage | None]] = 
     Kind.MANAGE: _manage,
     Kind.NOTICE: _notice,
     Kind.WKS: _wks,
+    Kind.EXPIRY: _expiry,
+    Kind.RECONFIRM: _reconfirm,
 }
 
 

@@ -139,6 +139,20 @@ def publish(key: Key, binding: Binding, validation: str, *, actor: str) -> None:
     rebuild(key)
 
 
+def renew(key: Key, binding: Binding, *, actor: str) -> None:
+    """A published address was confirmed again (re-confirmation): it stays
+    published, its confirmation is dated now. Nothing served changes."""
+    _move(
+        key,
+        binding,
+        State.PUBLISHED,
+        actor=actor,
+        event="address_reconfirmed",
+        detail=binding.validation,
+        verified_at=clock.now(),
+    )
+
+
 def mark_pending(binding: Binding) -> None:
     """A confirmation mail is on its way to the binding's address.
 

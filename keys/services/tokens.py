@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import timedelta
 
 from django.conf import settings
 from django.utils.translation import gettext as _
@@ -21,8 +22,11 @@ _TTL = {
 }
 
 
-def issue(purpose: str, key: Key, address: str = "", *, replace: bool = False) -> str:
-    """Create a token and return the plain value (never stored)."""
+def issue(
+    purpose: str, key: Key, address: str = "", *, replace: bool = False, lifetime: timedelta | None = None
+) -> str:
+    """Create a token and return the plain value (never stored); it lives
+    for its purpose's setting unless `lifetime` says otherwise."""
     plain = secrets.token_urlsafe(32)
     moment = clock.now()
     VerificationToken.objects.create(
@@ -33,7 +37,7 @@ def issue(purpose: str, key: Key, address: str = "", *, replace: bool = False) -
         address=address,
         replace=replace,
         created=moment,
-        expires=moment + getattr(settings, _TTL[Purpose(purpose)]),
+        expires=moment + (lifetime or getattr(settings, _TTL[Purpose(purpose)])),
     )
     return plain
 

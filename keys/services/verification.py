@@ -18,7 +18,7 @@ from django.utils.translation import gettext as _
 from .. import clock, metrics, ratelimit
 from ..errors import InvalidKey, InvalidToken, RateLimited
 from ..models import Binding, Event, Key, OutboxMail, PolicyBlock, Source, VerificationToken
-from . import outbox, publication, tokens
+from . import outbox, publication, reconfirmation, tokens
 from .locking import locked_key
 
 State = Binding.State
@@ -141,7 +141,9 @@ def confirm(plain: str, *, actor: str = "") -> Binding:
             token.save(update_fields=["used_at"])
             if binding is None or not _confirmable(key, binding):
                 raise InvalidToken(_("This address can no longer be confirmed for this key."))
+            again = binding.state == State.PUBLISHED and binding.validation == Validation.EMAIL_CONFIRMED
             publication.publish(key, binding, Validation.EMAIL_CONFIRMED, actor=actor or "email")
+            reconfirmation.confirmed(key, binding, again=again, actor=actor or "email")
             if token.replace:
                 replace_others(binding.address, keep=key, actor=actor or "email")
     metrics.CONFIRMATIONS.inc()

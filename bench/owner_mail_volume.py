@@ -10,8 +10,9 @@ RECONFIRM_DAYS=365, and simulated owners answer (half extend their key at
 the first reminder, 70% of the rest at the second; 80% re-confirm within
 ten days). Mails are counted as the outbox rows each day queued, by kind.
 
-Each feature is a `Feature` (its settings, its job, how owners answer), so
-change notices (OutboxMail kind NOTICE) are one more entry of FEATURES.
+Change notices (kind NOTICE) count the owners' own changes: each extension
+answering a reminder, and one other change per key and year on average.
+Each feature is a `Feature` (its settings, its job, how owners answer).
 """
 
 from __future__ import annotations
@@ -110,18 +111,55 @@ def reconfirm_feature() -> Feature:
     return Feature("reconfirm", run, answer)
 
 
-# Change notices (kind NOTICE) join here as a third entry, with an upload model.
-FEATURES: list[Callable[[], Feature]] = [expiry_feature, reconfirm_feature]
+def notice_feature() -> Feature:
+    """Change notices: the owners' own changes are told to their addresses.
+    Each extension the expiry answers made is a changed expiry date (as the
+    import service would record it), and every key has one other change a
+    year on average (a new subkey, say), on a random day."""
+    from keys.models import Binding, Key, NoticeChange
+    from keys.services import notice_mail, notices
+
+    expiries: dict[int, datetime | None] = {}
+
+    def addresses_of(pks: list[int]) -> dict[int, list[str]]:
+        found: dict[int, list[str]] = {}
+        rows = Binding.objects.filter(key_id__in=pks, state=Binding.State.PUBLISHED)
+        for key_pk, address in rows.values_list("key_id", "address"):
+            found.setdefault(key_pk, []).append(address)
+        return found
+
+    def run(now: datetime) -> object:
+        return notice_mail.send_due(100_000)
+
+    def answer(now: datetime, rng: random.Random) -> None:
+        current = dict(Key.objects.values_list("pk", "expires"))
+        if not expiries:
+            expiries.update(current)
+            return
+        changed = {pk for pk, when in current.items() if expiries.get(pk) != when}
+        other = {pk for pk in current if rng.random() < 1 / 365}
+        expiries.update(current)
+        told = addresses_of(sorted(changed | other))
+        fingerprints = dict(Key.objects.filter(pk__in=list(told)).values_list("pk", "fingerprint"))
+        for pk, addresses in told.items():
+            change = NoticeChange.Change.EXPIRY_CHANGED if pk in changed else NoticeChange.Change.SUBKEY_ADDED
+            notices.record(addresses, fingerprints[pk], change, actor="owner upload")
+
+    return Feature("notice", run, answer)
+
+
+FEATURES: list[Callable[[], Feature]] = [expiry_feature, reconfirm_feature, notice_feature]
 
 
 def populate(start: datetime, rng: random.Random) -> None:
     from keys import openpgp
-    from keys.models import Binding, Key
+    from keys.models import Binding, Key, NoticeChange
 
     # One real certificate for all: unpublishing after the grace rebuilds the key's answers from it.
     data = (ROOT / "tests" / "fixtures" / "bob.asc").read_bytes()
     cert = openpgp.parse(data).certs[0].data
     Key.objects.all().delete()
+    NoticeChange.objects.all().delete()
     keys = []
     for i in range(KEYS):
         expires = None

@@ -214,12 +214,16 @@ def wkd_upstream(tmp_path, cast):
     from .wkd_tls import TlsFront, make_certificates
 
     instance = Instance(tmp_path / "wkd-upstream", WKD_DOMAINS="example.org", ALLOWED_HOSTS="*")
-    instance.publish(cast.carol.text, "carol@example.org")
-    ca, leaf, key = make_certificates(tmp_path, ["example.org", "openpgpkey.example.org"])
-    front = TlsFront(leaf, key, instance.port)
-    yield ca, front
-    front.close()
-    instance.stop()
+    try:  # a failed setup (port 443 taken) must not leave the instance running
+        instance.publish(cast.carol.text, "carol@example.org")
+        ca, leaf, key = make_certificates(tmp_path, ["example.org", "openpgpkey.example.org"])
+        front = TlsFront(leaf, key, instance.port)
+        try:
+            yield ca, front
+        finally:
+            front.close()
+    finally:
+        instance.stop()
 
 
 def test_the_wkd_source_fetches_from_the_addresss_own_domain(ks, wkd_upstream, cast, settings):

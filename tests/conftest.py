@@ -259,3 +259,13 @@ def serve_raw() -> Iterator:
     yield start
     for server in servers:
         server.close()
+
+
+@pytest.fixture
+def scripted():
+    """An HTTP upstream answering what a test scripts (tests/upstreams.py)."""
+    from . import upstreams
+
+    server = upstreams.Scripted()
+    yield server
+    server.close()

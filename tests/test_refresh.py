@@ -208,13 +208,6 @@ def test_a_failing_source_backs_off_and_is_recorded(ks, cast, settings):
 # -- deleted or replaced upstream ---------------------------------------------------------
 
 
-@pytest.fixture
-def scripted():
-    server = upstreams.Scripted()
-    yield server
-    server.close()
-
-
 def cache_from(ks, scripted, cast, address: str, member) -> Key:
     scripted.routes[f"/vks/v1/by-email/{address}"] = (200, member.data)
     scripted.routes[f"/vks/v1/by-keyid/{member.key_id}"] = (200, member.data)

@@ -14,7 +14,6 @@ from keys import openpgp
 from keys.models import Binding, Key, Source
 from keys.services import policy
 
-from . import upstreams
 from .keyserver import Keyserver
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -31,13 +30,6 @@ def tree(tmp_path, settings) -> Path:
 @pytest.fixture
 def ks(client, mailoutbox, tree) -> Keyserver:
     return Keyserver(client, mailoutbox)
-
-
-@pytest.fixture
-def scripted():
-    server = upstreams.Scripted()
-    yield server
-    server.close()
 
 
 @pytest.fixture(scope="module")

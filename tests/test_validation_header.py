@@ -15,7 +15,6 @@ from keys.identifiers import wkd_hash
 from keys.models import Binding, Key, Source
 from keys.services import policy
 
-from . import upstreams
 from .front import Front
 from .keyserver import Keyserver
 from .test_front_server import app, front, open_fixture, publish, scratch  # noqa: F401 - fixtures
@@ -30,13 +29,6 @@ def ks(client, mailoutbox, settings) -> Keyserver:
     settings.ALLOWED_HOSTS = ["testserver", "example.org", "openpgpkey.example.org", "example.net"]
     settings.FEDERATION_ALLOWED_NETWORKS = ["127.0.0.0/8"]
     return Keyserver(client, mailoutbox)
-
-
-@pytest.fixture
-def scripted():
-    server = upstreams.Scripted()
-    yield server
-    server.close()
 
 
 def by_address_paths(address: str) -> dict[str, str]:

@@ -137,13 +137,7 @@ def _make(address: str) -> ServerKey:
     tsk, public, fingerprint = _new_secret(address)
     try:
         with transaction.atomic():
-            row = ServerKey.objects.create(
-                address=address,
-                fingerprint=fingerprint,
-                public=public,
-                sealed_secret=_seal(tsk, fingerprint),
-                created=clock.now(),
-            )
+            row = _insert(address, tsk, public, fingerprint)
             _publish(row)
     except IntegrityError:
         winner = active(address)
@@ -152,6 +146,20 @@ def _make(address: str) -> ServerKey:
         return winner
     log.info("made server key %s for %s", fingerprint, address)
     return row
+
+
+def _insert(
+    address: str, tsk: bytes, public: bytes, fingerprint: str, predecessor: ServerKey | None = None
+) -> ServerKey:
+    """The row of a new active key, its secret sealed."""
+    return ServerKey.objects.create(
+        address=address,
+        fingerprint=fingerprint,
+        public=public,
+        sealed_secret=_seal(tsk, fingerprint),
+        created=clock.now(),
+        predecessor=predecessor,
+    )
 
 
 def rotate(address: str | None = None) -> tuple[ServerKey, ServerKey | None, bool]:
@@ -180,14 +188,7 @@ def rotate(address: str | None = None) -> tuple[ServerKey, ServerKey | None, boo
         if old is not None:
             old.retired_at = clock.now()
             old.save(update_fields=["retired_at"])
-        row = ServerKey.objects.create(
-            address=address,
-            fingerprint=fingerprint,
-            public=public,
-            sealed_secret=_seal(tsk, fingerprint),
-            created=clock.now(),
-            predecessor=old,
-        )
+        row = _insert(address, tsk, public, fingerprint, predecessor=old)
         if old is not None and old.key_id is not None:
             with locked_key(old.key_id) as key:
                 publication.unpublish(

@@ -204,6 +204,7 @@ CELERY_TASK_ROUTES = {
     "keys.tasks.deliver_mail": {"queue": "mail"},
     "keys.tasks.sweep_outbox": {"queue": "mail"},
     "keys.tasks.send_*": {"queue": "mail"},
+    "keys.tasks.reconfirm_addresses": {"queue": "mail"},
     "federation.tasks.*": {"queue": "refresh"},
     "keys.tasks.housekeeping_task": {"queue": "housekeeping"},
 }

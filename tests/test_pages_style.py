@@ -193,6 +193,7 @@ PAGES = {
     "upload": "/upload",
     "manage": "/manage",
     "fingerprint": "/fingerprint",
+    "about": "/about",
     "about_api": "/about/api",
     "about_privacy": "/about/privacy",
     "404": "/no/such/page",

@@ -194,7 +194,7 @@ def test_the_about_page_shows_the_key_and_how_to_fetch_it(client):
     key = server_key.current()
     assert group_fingerprint(key.fingerprint) in html
     assert 'href="/about/server-key.asc"' in html
-    assert f"--recv-keys {key.fingerprint}" in html
+    assert f"--recv-keys {key.fingerprint}" in html and "gpg --fetch-keys http" in html
     assert 'href="/about"' in client.get("/").content.decode()  # linked from every page
     download = client.get("/about/server-key.asc")
     assert download.status_code == 200 and download["Content-Type"] == "application/pgp-keys"
@@ -223,3 +223,38 @@ def test_the_admin_lists_the_server_keys_read_only(admin_client):
     page = admin_client.get("/admin/keys/serverkey/")
     assert page.status_code == 200 and key.fingerprint in page.content.decode()
     assert admin_client.get("/admin/keys/serverkey/add/").status_code == 403
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.gpg
+@pytest.mark.parametrize("sender", ["Keyserver <keyserver@example.org>", "keyserver@localhost"])
+def test_the_commands_on_the_about_page_fetch_the_key_with_real_gpg(
+    live_server, settings, gpg_factory, sender
+):
+    """Each gpg line of /about, run as printed in an empty home, imports the
+    server key: published (by key server and by URL) or not (by URL only)."""
+    import html as html_module
+    import re
+    import shlex
+
+    import requests
+
+    port = live_server.url.rsplit(":", 1)[1]
+    settings.SITE_URL = f"http://127.0.0.1:{port}"
+    settings.ALLOWED_HOSTS = ["127.0.0.1", "localhost"]
+    settings.DEFAULT_FROM_EMAIL = sender
+    key = server_key.current()
+    page = requests.get(settings.SITE_URL + "/about", timeout=10).text
+    lines = [
+        html_module.unescape(line).strip()
+        for block in re.findall(r"<pre[^>]*>(.*?)</pre>", page, re.S)
+        for line in block.splitlines()
+        if line.strip().startswith("gpg ")
+    ]
+    assert len(lines) == (2 if key.key_id else 1), lines
+    for line in lines:
+        reader = gpg_factory()
+        done = reader.run(*shlex.split(line)[1:], check=False)
+        assert done.returncode == 0, (line, done.stderr.decode())
+        listed = reader.run("--with-colons", "--list-keys", key.fingerprint).stdout.decode()
+        assert f"fpr:::::::::{key.fingerprint}:" in listed, line

@@ -42,8 +42,6 @@ def _message(row: OutboxMail, template: str, context: dict[str, Any]) -> EmailMe
             note = {
                 **context,
                 "server_fingerprint": group_fingerprint(key.fingerprint),
-                "server_key": key.fingerprint,
-                "keyserver": keyserver_uri(settings.SITE_URL),
             }
             note_text = render_to_string("mail/signed_by.txt", note).strip("\n")
             body = body.rstrip("\n") + "\n\n" + note_text + "\n"

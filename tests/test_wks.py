@@ -84,7 +84,9 @@ def response(address: str, nonce: str, frm: str | None = None) -> bytes:
 
 def nonce_of(mail, user: openpgp.GeneratedKey) -> dict[str, str]:
     """The key/value lines of a delivered confirmation request, decrypted with the user's key."""
-    assert mail.get_content_type() == "multipart/mixed"
+    # PGP/MIME signed (by the submission address's key) around the draft's multipart/mixed.
+    assert mail.get_content_type() == "multipart/signed"
+    assert mail.get_payload(0).get_content_type() == "multipart/mixed"
     part = next(p for p in mail.walk() if p.get_content_type() == "application/vnd.gnupg.wks")
     encrypted = part.get_payload(decode=True)
     assert encrypted.startswith(b"-----BEGIN PGP MESSAGE-----")  # the nonce never travels in the clear
@@ -127,6 +129,7 @@ def test_submission_then_response_publishes_as_wks_confirmed(smtp):
     [request] = smtp.to("wendy@example.org")
     assert request["From"] == SUBMIT and request["Wks-Draft-Version"] == "3"
     values = nonce_of(request, user)
+    assert_signed_by_server(smtp.raw_to("wendy@example.org")[0])  # the signature over it all, by gpg
     assert values["type"] == "confirmation-request"
     assert values["sender"] == SUBMIT and values["address"] == "wendy@example.org"
     assert values["fingerprint"] == user.fingerprint and len(values["nonce"]) > 16

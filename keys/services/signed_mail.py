@@ -97,9 +97,25 @@ class SignedEmailMessage(EmailMessage):
         return msg
 
 
-def signed(tsk: bytes, subject: str, body: str, **kwargs: Any) -> SignedEmailMessage:
-    """The mail, its text signed with the secret key `tsk` (detached, RFC 3156, 5)."""
-    part = signed_part(body)
+def mixed_part(text: str, attachment_type: str, attachment: str) -> bytes:
+    """A canonical multipart/mixed entity: the text (quoted-printable) and a
+    7-bit attachment (an armored OpenPGP message, say), CRLF throughout."""
+    boundary = f"=-mixed-{secrets.token_hex(12)}"
+    body = attachment.replace("\r\n", "\n").strip("\n").replace("\n", "\r\n")
+    return (
+        f'Content-Type: multipart/mixed; boundary="{boundary}"\r\n\r\n'
+        f"--{boundary}\r\n{signed_part(text).decode('ascii')}\r\n"
+        f"--{boundary}\r\nContent-Type: {attachment_type}\r\nContent-Transfer-Encoding: 7bit\r\n\r\n"
+        f"{body}\r\n--{boundary}--\r\n"
+    ).encode("ascii")
+
+
+def signed(
+    tsk: bytes, subject: str, body: str, *, part: bytes | None = None, **kwargs: Any
+) -> SignedEmailMessage:
+    """The mail, its text (or the canonical MIME entity `part`, when given)
+    signed with the secret key `tsk` (detached, RFC 3156, 5)."""
+    part = signed_part(body) if part is None else part
     signature = openpgp.sign_detached(tsk, part)
     return SignedEmailMessage(
         subject, body, part=part, signature=signature, micalg=openpgp.signature_hash(signature), **kwargs

@@ -84,14 +84,17 @@ def _request(row: OutboxMail, made: list[str], headers: dict[str, str]) -> Email
         f"nonce: {nonce}\n"
     )
     armored = openpgp.encrypt(openpgp.load_stored(bytes(key.data)), wks.encode())
-    return RequestMessage(
-        subject,
-        text,
-        from_email=row.params["sender"],
-        to=[row.address],
-        headers={**headers, **DRAFT_HEADERS, "Wks-Phase": "confirm"},
-        armored=armored,
-    )
+    fields: dict[str, Any] = {
+        "from_email": row.params["sender"],
+        "to": [row.address],
+        "headers": {**headers, **DRAFT_HEADERS, "Wks-Phase": "confirm"},
+    }
+    if settings.MAIL_SIGN:
+        # Signed like every mail: the whole multipart/mixed, by the submission address's key.
+        part = signed_mail.mixed_part(text, "application/vnd.gnupg.wks", armored)
+        signer = server_key.secret(server_key.for_address(row.params["sender"]))
+        return signed_mail.signed(signer, subject, text, part=part, **fields)
+    return RequestMessage(subject, text, armored=armored, **fields)
 
 
 def compose(row: OutboxMail, made: list[str], headers: dict[str, str]) -> EmailMessage | None:

@@ -16,6 +16,7 @@ import smtplib
 import subprocess
 import sys
 import tempfile
+import time
 from datetime import timedelta
 from email.message import EmailMessage
 from email.mime.application import MIMEApplication
@@ -292,6 +293,28 @@ def test_oversized_mail_is_refused_on_both_paths(smtp, settings):
     finally:
         listener.stop()
     assert stored() == before and OutboxMail.objects.filter(kind="wks").count() == 0
+
+
+@pytest.mark.gpg
+def test_a_compressed_bomb_is_refused_at_its_decrypted_size(smtp, gpg_factory):
+    """100 MB of zeros, zlib-compressed by gpg and encrypted to the submission
+    key, fit in a 256 KiB mail: decrypting stops at the limit."""
+    gpg = gpg_factory()
+    gpg.run("--import", input=bytes(server_key.for_address(SUBMIT).public))
+    zeros = b"Content-Type: application/pgp-keys\n\n" + bytes(100_000_000)
+    encrypt = ("--trust-model", "always", "--compress-algo", "zlib", "-z", "9", "--armor")
+    armored = gpg.run(*encrypt, "-r", SUBMIT, "--encrypt", input=zeros, timeout=120).stdout.decode()
+    outer = MIMEMultipart("encrypted", protocol="application/pgp-encrypted")
+    outer.attach(MIMEApplication("Version: 1\n", "pgp-encrypted"))
+    outer.attach(MIMEApplication(armored, "octet-stream"))
+    outer["From"], outer["To"], outer["Subject"] = "wendy@example.org", SUBMIT, "Key publishing request"
+    raw = outer.as_bytes()
+    assert len(raw) < 256 * 1024
+    before = stored()
+    started = time.monotonic()
+    assert "larger than" in receive(raw)
+    assert time.monotonic() - started < 10
+    assert stored() == before
 
 
 def test_the_listener_accepts_only_submission_addresses_and_survives_bad_mail(smtp):

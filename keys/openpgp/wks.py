@@ -7,8 +7,13 @@ Encrypting to a certificate is `reading.encrypt`. Errors come back as
 
 from __future__ import annotations
 
-import warnings
+import os
+import resource
+import subprocess
+import sys
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 
 import pysequoia
 
@@ -31,13 +36,41 @@ def generate(user_id: str) -> GeneratedKey:
     return GeneratedKey(fingerprint=cert.fingerprint.upper(), public=bytes(cert), secret=bytes(tsk))
 
 
-def decrypt(secret: bytes, message: bytes) -> bytes:
-    """The plaintext of `message` (armored or binary), decrypted with `secret`."""
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", DeprecationWarning)
-            tsk = pysequoia.Tsk.from_bytes(secret)
-        plaintext = pysequoia.decrypt(message, decryptor=tsk.decryptor(None)).bytes
-        return bytes(plaintext or b"")
-    except Exception as exc:  # the library raises RuntimeError/ValueError/TypeError alike
-        raise WksCryptoError(str(exc).split("\n", 1)[0][:200]) from None
+# What a decryption may cost: its output (a MIME entity holding a key or a
+# short response) and its time. A compressed message unpacks up to a
+# thousand times its size; the child stops at these.
+DECRYPT_SECONDS = 20
+DECRYPT_MEMORY = 1024 * 1024 * 1024
+CHILD = Path(__file__).with_name("decrypt_child.py")
+
+
+def decrypt(secret: bytes, message: bytes, limit: int = 4 * 1024 * 1024) -> bytes:
+    """The plaintext of `message` (armored or binary), decrypted with `secret`,
+    at most `limit` bytes: decrypted in a child process whose file size,
+    memory and time are capped (keys/openpgp/decrypt_child.py)."""
+    with tempfile.TemporaryDirectory(prefix="wks-") as work:  # 0700: the secret stays ours
+        paths = [Path(work, name) for name in ("secret", "message", "plain")]
+        paths[0].write_bytes(secret)
+        paths[1].write_bytes(message)
+
+        def limits() -> None:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (limit + 1, limit + 1))
+            resource.setrlimit(resource.RLIMIT_AS, (DECRYPT_MEMORY, DECRYPT_MEMORY))
+
+        try:
+            done = subprocess.run(
+                [sys.executable, str(CHILD), *map(str, paths)],
+                capture_output=True,
+                timeout=DECRYPT_SECONDS,
+                preexec_fn=limits,
+                env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+            )
+        except subprocess.TimeoutExpired:
+            raise WksCryptoError(f"decrypting took longer than {DECRYPT_SECONDS} s") from None
+        size = paths[2].stat().st_size if paths[2].exists() else 0
+        if size > limit:
+            raise WksCryptoError(f"the decrypted message is larger than {limit} bytes")
+        if done.returncode != 0:
+            reason = done.stderr.decode(errors="replace").strip().splitlines()
+            raise WksCryptoError(reason[-1][:200] if reason else f"decryption failed ({done.returncode})")
+        return paths[2].read_bytes()

@@ -150,7 +150,10 @@ def _recipient(message: email.message.Message, given: str) -> str:
 def _handle(message: email.message.Message, to: str, sender: str) -> Outcome:
     encrypted = _encrypted_body(message)
     try:
-        plaintext = openpgp.decrypt(server_key.secret(server_key.for_address(to)), encrypted)
+        secret = server_key.secret(server_key.for_address(to))
+        # A submission holds one key; a compressed one unpacks to at most this.
+        limit = 2 * settings.MAX_KEY_BYTES + settings.WKS_MAX_MESSAGE_BYTES
+        plaintext = openpgp.decrypt(secret, encrypted, limit=limit)
     except openpgp.WksCryptoError as exc:
         raise Refused("cannot decrypt", str(exc), answer=True) from None
     inner = email.message_from_bytes(plaintext)

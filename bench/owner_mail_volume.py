@@ -36,7 +36,7 @@ os.environ["DATABASE_URL"] = os.environ.get(
 )
 os.environ["DJANGO_SETTINGS_MODULE"] = "attester.settings"
 # Mails are counted, not delivered: no worker takes them from the in-memory broker.
-os.environ["CELERY_BROKER_URL"] = "memory://"
+os.environ["CELERY_BROKER_URL"] = "memory://localhost/"
 os.environ["CELERY_TASK_ALWAYS_EAGER"] = "false"
 os.environ.setdefault("PUBLISH_DIR", tempfile.mkdtemp(prefix="bench-owner-mail-"))
 os.environ.setdefault("LOG_LEVEL", "WARNING")

@@ -18,6 +18,7 @@ import sys
 import tempfile
 import time
 from datetime import timedelta
+from email.header import decode_header, make_header
 from email.message import EmailMessage
 from email.mime.application import MIMEApplication
 from email.mime.multipart import MIMEMultipart
@@ -29,6 +30,7 @@ from django.conf import settings as django_settings
 from django.core.management import call_command
 
 from keys import clock, openpgp
+from keys.errors import SecretKeyRefused
 from keys.models import Binding, Event, Key, OutboxMail, VerificationToken
 from keys.services import server_key
 from keys.services.wks import fields
@@ -181,7 +183,20 @@ def test_not_encrypted_is_refused_and_answered(smtp):
     assert stored() == before
     [answer] = smtp.to("wendy@example.org")
     assert answer["Subject"] == "Your key publication request was not accepted"
-    assert "not encrypted" in assert_signed_by_server(smtp.raw_to("wendy@example.org")[-1])
+    text = assert_signed_by_server(smtp.raw_to("wendy@example.org")[-1])
+    assert "It was not encrypted. The Web Key Service takes only PGP/MIME encrypted mail" in text
+
+
+def test_a_refusal_is_explained_in_the_servers_language(smtp, settings):
+    settings.LANGUAGE_CODE = "de"
+    user = openpgp.generate("Bob <bob@example.net>")
+    assert receive(submission(user, "bob@example.net")).startswith("refused: domain not served")
+    [answer] = smtp.to("bob@example.net")
+    subject = str(make_header(decode_header(answer["Subject"])))
+    assert subject == "Ihre Anfrage zur Veröffentlichung des Schlüssels wurde nicht angenommen"
+    text = assert_signed_by_server(smtp.raw_to("bob@example.net")[-1])
+    assert "Der Schlüssel hat keine Adresse in einer Domain, die dieser Server veröffentlicht." in text
+    assert "domain not served" not in text
 
 
 def test_wrong_recipient_is_refused_unanswered(smtp):
@@ -211,6 +226,10 @@ def test_a_secret_key_is_refused(smtp):
     raw = pgp_mime(inner, bytes(server_key.for_address(SUBMIT).public), frm="wendy@example.org")
     assert receive(raw).startswith("refused: SecretKeyRefused")
     assert stored() == before
+    assert len(smtp.to("wendy@example.org")) == 1  # the import service's own message tells why
+    assert str(SecretKeyRefused.default_message) in assert_signed_by_server(
+        smtp.raw_to("wendy@example.org")[-1]
+    )
 
 
 @pytest.mark.parametrize(
@@ -286,13 +305,23 @@ def test_oversized_mail_is_refused_on_both_paths(smtp, settings):
     assert receive(raw).startswith("refused: oversized")
     listener = _listener()
     try:
-        refusals_ = (smtplib.SMTPDataError, smtplib.SMTPSenderRefused)
-        with smtplib.SMTP(listener.hostname, listener.port) as client, pytest.raises(refusals_) as refused:
-            client.sendmail("wendy@example.org", [SUBMIT], crlf(raw))  # SIZE= at MAIL, or at DATA
-        assert refused.value.smtp_code == 552
+        with smtplib.SMTP(listener.hostname, listener.port) as client:
+            with pytest.raises(smtplib.SMTPSenderRefused) as refused:
+                client.sendmail("wendy@example.org", [SUBMIT], crlf(raw))  # SIZE= at MAIL
+            assert refused.value.smtp_code == 552
+            client.rset()
+            # A client that does not say SIZE= is refused once the data passes the limit.
+            assert client.mail("wendy@example.org")[0] == 250
+            assert client.rcpt(SUBMIT)[0] == 250
+            code, _ = client.data(crlf(raw))
+            assert code == 552
     finally:
         listener.stop()
     assert stored() == before and OutboxMail.objects.filter(kind="wks").count() == 0
+    # Each refusal is kept with its reason, the listener's own included.
+    details = refusals()
+    assert len(details) == 3 and all(d.startswith("oversized") for d in details), details
+    assert sum("fixed maximum" in d for d in details) == 1 and sum("Too much" in d for d in details) == 1
 
 
 @pytest.mark.gpg

@@ -58,11 +58,17 @@ class Outcome:
 class Refused(Exception):
     """A mail this service will not act on; `answer`: tell its sender why."""
 
-    def __init__(self, reason: str, detail: str = "", *, answer: bool = False) -> None:
+    def __init__(self, reason: str, detail: str = "", *, answer: bool = False, told: str = "") -> None:
         super().__init__(reason)
         self.reason = reason
         self.detail = detail
         self.answer = answer
+        self.told = told  # what the answer says instead of the reason's own sentence
+
+    @classmethod
+    def by(cls, error: KeyserverError) -> Refused:
+        """A refusal by the import or publication service: the answer gives its message."""
+        return cls(type(error).__name__, error.message, answer=True, told=error.message)
 
 
 # -- the submission addresses ------------------------------------------------------------
@@ -103,21 +109,23 @@ def handle(raw: bytes, *, recipient: str = "") -> Outcome:
         to = _recipient(message, recipient)
         outcome = _handle(message, to, sender)
     except Refused as refused:
-        outcome = Outcome(False, refused.reason, refused.detail)
-        log.warning(
-            "wks mail refused: %s", refused.reason, extra={"reason": refused.reason, "detail": refused.detail}
-        )
-        Event.objects.record(
-            "wks_refused",
-            address=sender[:254],
-            actor="wks",
-            detail=f"{refused.reason}: {refused.detail}"[:500],
-        )
+        record_refusal(refused, sender)
         if refused.answer:
             _answer(message, sender, to, refused)
-        return outcome
+        return Outcome(False, refused.reason, refused.detail)
     log.info("wks mail handled: %s", outcome.reason, extra={"reason": outcome.reason})
     return outcome
+
+
+def record_refusal(refused: Refused, sender: str = "") -> None:
+    """Log a refusal and keep it as a `wks_refused` event (also for mail the
+    SMTP listener refused before it reached `handle`)."""
+    log.warning(
+        "wks mail refused: %s", refused.reason, extra={"reason": refused.reason, "detail": refused.detail}
+    )
+    Event.objects.record(
+        "wks_refused", address=sender[:254], actor="wks", detail=f"{refused.reason}: {refused.detail}"[:500]
+    )
 
 
 def _parse(raw: bytes) -> email.message.Message:
@@ -193,7 +201,7 @@ def _submission(data: bytes, *, to: str, sender: str) -> Outcome:
     try:
         upload = openpgp.parse(data, limits())  # refusals before anything is stored
     except KeyserverError as exc:
-        raise Refused(type(exc).__name__, str(exc), answer=True) from None
+        raise Refused.by(exc) from None
     if len(upload.certs) != 1:
         raise Refused("garbage", f"{len(upload.certs)} keys, one expected", answer=True)
     served = [a for a in upload.certs[0].emails if domain_of(a) in settings.WKD_DOMAINS]
@@ -203,7 +211,7 @@ def _submission(data: bytes, *, to: str, sender: str) -> Outcome:
         try:
             key = submission.counted_import(data, actor=f"wks {sender}"[:150]).keys[0].key
         except KeyserverError as exc:
-            raise Refused(type(exc).__name__, str(exc), answer=True) from None
+            raise Refused.by(exc) from None
         queued = [a for a in served if _request(key, a, to)]
     if not queued:
         return Outcome(True, "nothing to confirm", "published already, or a request is out")
@@ -255,7 +263,7 @@ def _response(data: bytes, *, to: str, sender: str) -> Outcome:
         try:
             verification.publish_proven(token.key, address, Binding.Validation.WKS_CONFIRMED, actor="wks")
         except KeyserverError as exc:
-            raise Refused(type(exc).__name__, str(exc), answer=True) from None
+            raise Refused.by(exc) from None
         outbox.enqueue(Kind.WKS, address, phase="published", sender=to, fingerprint=token.fingerprint)
     return Outcome(True, "published", address)
 
@@ -273,4 +281,4 @@ def _answer(message: email.message.Message | None, sender: str, to: str, refused
     if outbox.free_at(sender, Kind.WKS, settings.RATE_MAIL_PER_ADDRESS) is not None:
         return
     with transaction.atomic():
-        outbox.enqueue(Kind.WKS, sender, phase="refused", sender=to, reason=refused.reason)
+        outbox.enqueue(Kind.WKS, sender, phase="refused", sender=to, reason=refused.reason, told=refused.told)

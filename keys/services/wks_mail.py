@@ -23,6 +23,7 @@ from django.core.mail import EmailMessage
 from django.core.mail.message import SafeMIMEMultipart
 from django.template.loader import render_to_string
 from django.utils import translation
+from django.utils.translation import gettext_lazy as _
 
 from .. import openpgp
 from ..models import Binding, Key, OutboxMail, VerificationToken
@@ -30,6 +31,26 @@ from . import server_key, signed_mail, tokens
 
 DRAFT_HEADERS = {"Wks-Draft-Version": "3"}
 CONFIRMABLE = (Binding.State.UNPUBLISHED, Binding.State.PENDING, Binding.State.CACHED)
+
+# What a refusal (keys.services.wks.Refused) tells its sender, in the mail's
+# language; a refusal by the import service gives its own message instead.
+REFUSALS = {
+    "cannot decrypt": _(
+        "It could not be decrypted with the key of the submission address. gpg-wks-client encrypts "
+        "to the key it finds over WKD: send the request again with it."
+    ),
+    "garbage": _("It holds neither one OpenPGP key nor a Web Key Service message."),
+    "not encrypted": _(
+        "It was not encrypted. The Web Key Service takes only PGP/MIME encrypted mail, as "
+        "gpg-wks-client sends it."
+    ),
+    "domain not served": _("The key has no address in a domain this server publishes."),
+    "wrong recipient": _("The confirmation names another submission address."),
+    "nonce unknown, used or expired": _(
+        "The confirmation was used already or has expired: send the request again."
+    ),
+    "response for another key": _("The confirmation belongs to another address."),
+}
 
 
 class RequestMessage(EmailMessage):
@@ -97,6 +118,12 @@ def _request(row: OutboxMail, made: list[str], headers: dict[str, str]) -> Email
     return RequestMessage(subject, text, armored=armored, **fields)
 
 
+def _explanation(params: dict[str, Any]) -> Any:
+    """Lazy, so the template renders it in the mail's language."""
+    reason = params.get("reason", "")
+    return params.get("told") or REFUSALS.get(reason) or reason
+
+
 def compose(row: OutboxMail, made: list[str], headers: dict[str, str]) -> EmailMessage | None:
     phase = row.params.get("phase")
     if phase == "request":
@@ -105,7 +132,7 @@ def compose(row: OutboxMail, made: list[str], headers: dict[str, str]) -> EmailM
         subject, body = _render(row, "published", {"address": row.address})
         phase_headers = {"Wks-Phase": "done"}
     else:
-        subject, body = _render(row, "refused", {"reason": row.params.get("reason", "")})
+        subject, body = _render(row, "refused", {"reason": _explanation(row.params)})
         phase_headers = {"Wks-Phase": "error"}
     sender = row.params.get("sender") or None
     fields: dict[str, Any] = {

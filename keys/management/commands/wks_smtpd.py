@@ -2,7 +2,9 @@
 
 Listens on WKS_SMTP_BIND, accepts RCPT only for the submission addresses
 (550 for any other), refuses data above WKS_MAX_MESSAGE_BYTES (552, from
-aiosmtpd), and hands each message to keys.services.wks, one per recipient.
+aiosmtpd, at MAIL's SIZE= or while reading the data; logged and kept as a
+wks_refused event like every other refusal), and hands each message to
+keys.services.wks, one per recipient.
 A database outage answers 451 so the sending MTA retries; no error in one
 message stops the listener.
 """
@@ -10,11 +12,13 @@ message stops the listener.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import threading
 from typing import Any
 
 from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP
 from django.conf import settings
 from django.core.management.base import BaseCommand
 from django.db import DatabaseError, close_old_connections, connection
@@ -46,6 +50,27 @@ class Handler:
         return "250 OK"
 
 
+class Listener(SMTP):
+    """aiosmtpd's server, telling us about the mail it refuses on its own."""
+
+    async def push(self, status: Any) -> None:
+        text = status.decode() if isinstance(status, bytes) else str(status)
+        if text.startswith(("552 ", "500 Line too long")):
+            sender = str(self.envelope.mail_from or "") if self.envelope else ""
+            reason = "oversized" if text.startswith("552") else "line too long"
+            refused = wks.Refused(
+                reason, f"{text[4:].strip()} (limit {settings.WKS_MAX_MESSAGE_BYTES} bytes)"
+            )
+            with contextlib.suppress(DatabaseError):  # the log line went out; no event then
+                await _in_thread(wks.record_refusal, refused, sender.lower())
+        await super().push(status)
+
+
+class WksController(Controller):
+    def factory(self) -> SMTP:
+        return Listener(self.handler, **self.SMTP_kwargs)
+
+
 async def _in_thread(function: Any, *args: Any, **kwargs: Any) -> Any:
     def run() -> Any:
         close_old_connections()
@@ -60,7 +85,7 @@ async def _in_thread(function: Any, *args: Any, **kwargs: Any) -> Any:
 def controller(bind: str | None = None) -> Controller:
     """A listener (not yet started) on `bind` (host:port), WKS_SMTP_BIND by default."""
     host, _, port = (bind or settings.WKS_SMTP_BIND).rpartition(":")
-    return Controller(
+    return WksController(
         Handler(),
         hostname=host.strip("[]") or "127.0.0.1",
         port=int(port),

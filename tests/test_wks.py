@@ -138,7 +138,8 @@ def test_submission_then_response_publishes_as_wks_confirmed(smtp):
     assert values["fingerprint"] == user.fingerprint and len(values["nonce"]) > 16
     token = VerificationToken.objects.get(purpose="wks")
     assert token.digest == VerificationToken.hash(values["nonce"]) != values["nonce"]  # stored hashed
-    assert Binding.objects.get(address="wendy@example.org").state != Binding.State.PUBLISHED
+    # Pending while the request is out, as after a confirmation mail from the upload page.
+    assert Binding.objects.get(address="wendy@example.org").state == Binding.State.PENDING
     assert receive(response("wendy@example.org", values["nonce"])) == "handled: published (wendy@example.org)"
     binding = Binding.objects.get(address="wendy@example.org")
     assert (binding.state, binding.validation) == (Binding.State.PUBLISHED, "wks_confirmed")
@@ -148,6 +149,17 @@ def test_submission_then_response_publishes_as_wks_confirmed(smtp):
     assert [m["Subject"] for m in smtp.to("wendy@example.org")][-1].startswith("Your key for wendy@")
     # The "published" answer is PGP/MIME signed by the submission address's key, checked by gpg.
     assert "wendy@example.org" in assert_signed_by_server(smtp.raw_to("wendy@example.org")[-1])
+
+
+def test_an_undeliverable_request_leaves_the_address_no_longer_pending(smtp, settings):
+    settings.MAIL_RETRY_HOURS = 0  # the first failure is the last
+    smtp.fail_next = 100
+    user = openpgp.generate("Wendy <wendy@example.org>")
+    assert receive(submission(user, "wendy@example.org")) == "handled: submitted (wendy@example.org)"
+    assert OutboxMail.objects.get(kind="wks").state == "failed" and smtp.to("wendy@example.org") == []
+    binding = Binding.objects.get(address="wendy@example.org")
+    assert binding.state == Binding.State.UNPUBLISHED and not binding.awaiting_confirmation
+    assert Event.objects.filter(action="verification_mail_failed", address="wendy@example.org").exists()
 
 
 def test_the_submission_address_file_names_the_address_and_its_key_is_served_over_wkd(client, settings):

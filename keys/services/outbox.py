@@ -36,6 +36,8 @@ from . import mail, publication
 
 Kind = OutboxMail.Kind
 State = OutboxMail.State
+# Mails whose address is pending while they are out: a failed one clears it.
+CONFIRMATIONS = (Kind.VERIFY, Kind.WKS)
 DELIVER_TASK = "keys.tasks.deliver_mail"
 FIRST_RETRY_SECONDS = 30
 # A claimed row is due again after this, should its worker die mid-try.
@@ -179,10 +181,10 @@ def _given_up(row: OutboxMail) -> None:
     """A confirmation that never left: its address is not pending any more
     (unless another of its mails is out)."""
     binding = row.binding
-    if row.kind != Kind.VERIFY or binding is None or not binding.awaiting_confirmation:
+    if row.kind not in CONFIRMATIONS or binding is None or not binding.awaiting_confirmation:
         return
     others = OutboxMail.objects.filter(
-        binding=binding, kind=Kind.VERIFY, state__in=[State.QUEUED, State.SENT]
+        binding=binding, kind__in=CONFIRMATIONS, state__in=[State.QUEUED, State.SENT]
     )
     if others.exclude(pk=row.pk).exists():
         return

@@ -37,7 +37,7 @@ from .. import clock, openpgp
 from ..errors import InvalidToken, KeyserverError
 from ..identifiers import domain_of
 from ..models import Binding, Event, Key, OutboxMail, VerificationToken
-from . import outbox, server_key, submission, tokens, verification
+from . import outbox, publication, server_key, submission, tokens, verification
 from .limits import limits
 
 log = logging.getLogger("keyserver.wks")
@@ -224,6 +224,7 @@ def _request(key: Key, address: str, to: str) -> bool:
         return False
     if outbox.free_at(address, Kind.WKS, settings.RATE_MAIL_PER_ADDRESS) is not None:
         return False
+    publication.mark_pending(binding)  # as a confirmation mail from the upload page does
     Event.objects.record("wks_confirmation_requested", key=key, address=address, actor="wks")
     outbox.enqueue(
         Kind.WKS, address, binding=binding, phase="request", sender=to, fingerprint=key.fingerprint

@@ -149,6 +149,33 @@ def test_never_for_addresses_vouched_for_elsewhere(ks, cast, mailoutbox, yearly,
     assert Binding.objects.get(pk=binding.pk).state == "published"
 
 
+def test_a_wks_confirmed_address_is_asked_too_and_a_new_wks_confirmation_answers_it(
+    ks, cast, mailoutbox, yearly
+):
+    """A Web Key Service confirmation proves the mailbox as a link does: a
+    recycled mailbox makes it untrue just the same."""
+    ks.upload(cast.bob.data)
+    key = Key.objects.get(fingerprint=cast.bob.fingerprint)
+    binding = verification.publish_proven(key, BOB, "wks_confirmed", actor="wks")
+    mailoutbox.clear()
+    later(binding, 366)
+    reconfirmation.run()
+    assert len(asked(mailoutbox)) == 1
+    assert Reconfirmation.objects.get().outcome == ""
+    # The owner runs gpg-wks-client again instead of following the link.
+    verification.publish_proven(key, BOB, "wks_confirmed", actor="wks")
+    renewed = Binding.objects.get(pk=binding.pk)
+    assert Reconfirmation.objects.get().outcome == "confirmed"
+    assert (renewed.state, renewed.validation, renewed.verified_at) == (
+        "published",
+        "wks_confirmed",
+        clock.now(),
+    )
+    later(binding, 366 + 31)
+    reconfirmation.run()
+    assert Binding.objects.get(pk=binding.pk).state == "published" and len(asked(mailoutbox)) == 1
+
+
 def test_off_by_default(ks, cast, mailoutbox, settings, capsys):
     assert settings.RECONFIRM_DAYS == 0
     binding = published_bob(ks, cast, mailoutbox)

@@ -145,6 +145,10 @@ class Binding(models.Model):
         SERVER_KEY = "server_key", _("this server's own key")
         WKS_CONFIRMED = "wks_confirmed", _("confirmed over the Web Key Service")
 
+    # The validations the address's mailbox proved: a recycled mailbox makes
+    # them untrue (keys.services.reconfirmation asks them again).
+    MAILBOX_PROOFS = (Validation.EMAIL_CONFIRMED, Validation.WKS_CONFIRMED)
+
     key = models.ForeignKey(Key, on_delete=models.CASCADE, related_name="bindings")
     address = models.CharField(_("address"), max_length=254)
     domain = models.CharField(_("domain"), max_length=253)

@@ -223,7 +223,7 @@ def _reconfirm(row: OutboxMail, made: list[str]) -> EmailMessage | None:
     key = binding.key
     if (
         binding.state != Binding.State.PUBLISHED
-        or binding.validation != Binding.Validation.EMAIL_CONFIRMED
+        or binding.validation not in Binding.MAILBOX_PROOFS
         or key.revoked
         or key.blocked
     ):

@@ -3,8 +3,9 @@ confirmed by mail long ago (RECONFIRM_DAYS; 0: never) is asked to confirm
 again, and is unpublished if it does not within RECONFIRM_GRACE_DAYS of
 the mail.
 
-Only `email_confirmed` addresses: the organisation's directory and OIDC
-issuers vouch for theirs elsewhere. The link is a confirmation link as any
+Only addresses proven by their mailbox (`email_confirmed`, `wks_confirmed`):
+the organisation's directory and OIDC issuers vouch for theirs elsewhere.
+A Web Key Service confirmation made again counts as a re-confirmation. The link is a confirmation link as any
 other (a VERIFY token, single use, stored hashed, made at delivery by
 keys.services.mail), valid for the grace; confirming through it keeps the
 address published and dates its confirmation now
@@ -32,13 +33,14 @@ from .locking import locked_key
 Outcome = Reconfirmation.Outcome
 State = Binding.State
 Validation = Binding.Validation
+MAILBOX_PROOFS = Binding.MAILBOX_PROOFS
 
 
 def applies(binding: Binding, key: Key) -> bool:
     """Whether the address is one re-confirmation is for."""
     return (
         binding.state == State.PUBLISHED
-        and binding.validation == Validation.EMAIL_CONFIRMED
+        and binding.validation in MAILBOX_PROOFS
         and not key.revoked
         and not key.blocked
     )
@@ -50,7 +52,7 @@ def _due(now: datetime, limit: int) -> QuerySet[Binding]:
         Q(outcome=Outcome.OPEN) | Q(requested_at__gt=now - timedelta(days=settings.RECONFIRM_GRACE_DAYS))
     )
     old = Q(verified_at__lt=cutoff) | Q(verified_at__isnull=True, created__lt=cutoff)
-    rows = Binding.objects.filter(old, state=State.PUBLISHED, validation=Validation.EMAIL_CONFIRMED)
+    rows = Binding.objects.filter(old, state=State.PUBLISHED, validation__in=MAILBOX_PROOFS)
     rows = rows.filter(key__revoked=False, key__blocked=False).exclude(Exists(recent))
     return rows.order_by("verified_at", "id")[:limit]
 

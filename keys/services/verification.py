@@ -161,7 +161,10 @@ def publish_proven(key: Key, address: str, validation: str, *, actor: str, repla
             or binding.state in (State.REVOKED, State.REMOVED_BY_POLICY)
         ):
             raise InvalidKey(_("This key has no valid user ID for %(address)s.") % {"address": address})
+        again = binding.state == State.PUBLISHED and binding.validation == validation
         publication.publish(key, binding, validation, actor=actor)
+        if validation in reconfirmation.MAILBOX_PROOFS:  # a WKS confirmation proves the mailbox again
+            reconfirmation.confirmed(key, binding, again=again, actor=actor)
         if replace:
             replace_others(address, keep=key, actor=actor)
     return binding

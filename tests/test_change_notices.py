@@ -260,6 +260,26 @@ def test_a_removal_by_policy_in_the_admin_is_told(ks, cast, admin_client, now):
     assert_only_published_addresses_told()
 
 
+def test_a_purge_in_the_admin_is_told_and_an_owners_own_removal_is_not(ks, cast, admin_client, now):
+    ks.publish(cast.bob.data, "bob@example.net")
+    ks.publish(cast.alice.data, *ALICE)
+    admin_action(admin_client, "key", "purge", [Key.objects.get(fingerprint=cast.bob.fingerprint).pk])
+    assert not Key.objects.filter(fingerprint=cast.bob.fingerprint).exists()
+    # Alice removes her own key through /manage: she is the one who would be told.
+    ks.client.post("/manage", {"email": ALICE[0]})
+    link = re.search(r"/manage/[A-Za-z0-9_-]+", ks.outbox[-1].body).group(0)  # type: ignore[union-attr]
+    assert ks.client.post(link, {"action": "remove-key", "confirm": "yes"}).status_code == 200
+    assert Key.objects.get(fingerprint=cast.alice.fingerprint).blocked
+    now(minutes=16)
+    send()
+    [bob] = notices(ks.outbox, "bob@example.net")
+    assert "The operator removed the key from this server" in bob.body and cast.bob.fingerprint[-16:] in (
+        bob.body.replace(" ", "")
+    )
+    assert all(notices(ks.outbox, a) == [] for a in ALICE)
+    assert not NoticeChange.objects.filter(address__in=ALICE).exists()
+
+
 # -- opting out ------------------------------------------------------------------------------------
 
 

@@ -48,5 +48,5 @@ def owner_unpublish(plain: str, address: str, *, actor: str) -> Binding:
 def owner_remove_key(plain: str, *, actor: str) -> Key:
     """The owner removes the whole key: every address at once, for good."""
     key = key_for_manage_token(plain)
-    policy.remove_key_by_policy(key, reason="removed by its owner", actor=actor)
+    policy.remove_key_by_policy(key, reason="removed by its owner", actor=actor, tell=False)
     return key

@@ -35,9 +35,11 @@ def purge(key: Key, *, actor: str) -> None:
         )
         Event.objects.record("key_purged", actor=actor, detail=key.fingerprint)
         Event.objects.filter(key=key).update(key=None)
+        told = notices.published_addresses(key)
         gone = published_files.identifiers_of(key)
         key.delete()
         published_files.changed(key, gone=gone)
+        notices.record(told, key.fingerprint, notices.Change.KEY_REMOVED, actor=actor)
 
 
 def unpublish(binding: Binding, *, actor: str) -> None:
@@ -46,13 +48,15 @@ def unpublish(binding: Binding, *, actor: str) -> None:
         publication.unpublish(key, [key.bindings.get(pk=binding.pk)], actor=actor)
 
 
-def remove_key_by_policy(key: Key, *, reason: str, actor: str) -> None:
-    """Take a key out of distribution for good: no path brings it back."""
+def remove_key_by_policy(key: Key, *, reason: str, actor: str, tell: bool = True) -> None:
+    """Take a key out of distribution for good: no path brings it back.
+    `tell`: its published addresses get a change notice (not when the owner
+    asked for it: the one who asked is the one who would be told)."""
     with locked_key(key.pk) as key:
         PolicyBlock.objects.get_or_create(
             fingerprint=key.fingerprint, defaults={"reason": reason, "created_by": actor}
         )
-        told = notices.published_addresses(key)
+        told = notices.published_addresses(key) if tell else []
         publication.remove_key(key, actor=actor, reason=reason)
         notices.record(told, key.fingerprint, notices.Change.KEY_REMOVED, actor=actor)
 

@@ -7,12 +7,14 @@ outbox (and, in the burst test, a real SMTP server)."""
 from __future__ import annotations
 
 import re
+import threading
 from datetime import timedelta
 from io import StringIO
 from urllib.parse import urlparse
 
 import pytest
 from django.core.management import call_command
+from django.db import connection
 from django.utils import timezone
 
 from federation.refresh import refresh_key
@@ -139,6 +141,24 @@ def test_a_revoked_user_id_and_an_expiry_by_real_gpg(ks, gpg_factory, now):
     assert_only_published_addresses_told()
 
 
+def test_a_new_expiry_of_the_subkeys_alone_is_told(ks, gpg_factory, now):
+    """The reminder's command for subkeys (gpg --quick-set-expire FPR 2y '*')
+    leaves the primary key's expiry as it was."""
+    gpg = gpg_factory()
+    fpr = gpg_key(gpg, "Erin <erin@example.org>")
+    ks.publish(export(gpg, fpr), "erin@example.org")
+    loopback(gpg, "--quick-set-expire", fpr, "3y", "*")
+    ks.upload(export(gpg, fpr))
+    now(minutes=16)
+    send()
+    [mail] = notices(ks.outbox, "erin@example.org")
+    subkey = Key.objects.get(fingerprint=fpr).subkeys.get().fingerprint
+    line = f"The expiry date of the subkeys {group_fingerprint(subkey)} changed from never to "
+    assert line in mail.body, mail.body
+    assert "The expiry date changed from" not in mail.body  # the primary key's did not
+    assert "gpg --quick-set-expire" in mail.body
+
+
 def test_an_unchanged_re_upload_sends_nothing(ks, cast, now):
     ks.publish(cast.alice.data, *ALICE)
     assert ks.upload(cast.alice.data).status_code == 200
@@ -210,6 +230,56 @@ def test_a_burst_of_20_changes_is_one_notice_per_address_and_the_next_day_anothe
     finally:
         sink.stop()
     assert_only_published_addresses_told()
+
+
+def test_addresses_that_wait_do_not_starve_the_others(ks, gpg_factory, now):
+    """The batch takes only the addresses that may be told now: one that
+    waits for its day, first in the batch's order, never holds back another."""
+    from keys.services import notice_mail
+
+    gpg = gpg_factory()
+    anna, bert = gpg_key(gpg, "Anna <anna@example.org>"), gpg_key(gpg, "Bert <bert@example.org>")
+    ks.publish(export(gpg, anna), "anna@example.org")
+    ks.publish(export(gpg, bert), "bert@example.org")
+    loopback(gpg, "--quick-set-expire", anna, "2y")
+    ks.upload(export(gpg, anna))
+    now(minutes=16)
+    assert "queued 1" in send()  # anna was told: she waits a day now
+    now(hours=1)
+    for fpr in (anna, bert):
+        loopback(gpg, "--quick-set-expire", fpr, "3y")
+        ks.upload(export(gpg, fpr))
+    now(minutes=16)
+    assert notice_mail.send_due(limit=1) == {"queued": 1, "waiting": 1, "dropped": 0}
+    assert len(notices(ks.outbox, "bert@example.org")) == 1
+    assert len(notices(ks.outbox, "anna@example.org")) == 1
+
+
+@pytest.mark.skipif(connection.vendor != "postgresql", reason="advisory locks: PostgreSQL only")
+def test_two_runs_at_once_send_one_notice(ks, cast, now):
+    ks.publish(cast.alice.data, *ALICE)
+    ks.upload(cast.alice_v2.data)
+    now(minutes=16)
+    from keys.services import notice_mail
+
+    start = threading.Barrier(4)
+    results: list[dict[str, int]] = []
+
+    def one() -> None:
+        start.wait()
+        try:
+            results.append(notice_mail.send_due())
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=one) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sum(r["queued"] for r in results) == 2, results
+    for address in ALICE:
+        assert OutboxMail.objects.filter(kind=OutboxMail.Kind.NOTICE, address=address).count() == 1
 
 
 # -- by refresh, by the admin ------------------------------------------------------------------

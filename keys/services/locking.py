@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from django.db import transaction
+from django.db import connection, transaction
 
 from ..models import Key
 
@@ -16,3 +16,16 @@ def locked_key(pk: int) -> Iterator[Key]:
     """The key's row, locked (SELECT ... FOR UPDATE) for one transaction."""
     with transaction.atomic():
         yield Key.objects.select_for_update().get(pk=pk)
+
+
+@contextmanager
+def locked_name(name: str) -> Iterator[None]:
+    """One transaction holding a lock on `name`, for work keyed by something
+    that has no row to lock (an address's notices): a PostgreSQL advisory
+    lock, released at commit. SQLite (the embedded default) lets one writer
+    in at a time anyway."""
+    with transaction.atomic():
+        if connection.vendor == "postgresql":
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [name])
+        yield

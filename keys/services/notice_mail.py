@@ -11,11 +11,12 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db.models import Exists, OuterRef
 
 from .. import clock
 from ..models import NoticeChange, OutboxMail
 from . import outbox
+from .locking import locked_name
 from .notices import iso, opted_out
 
 
@@ -40,27 +41,32 @@ def send_due(limit: int = 500) -> dict[str, int]:
         return counts
     now = clock.now()
     quiet = now - timedelta(minutes=settings.NOTICE_DELAY_MINUTES)
+    # Addresses told within the interval wait in SQL, so they never fill the
+    # batch and starve the others (an interval of one mail per address).
+    recent = OutboxMail.objects.filter(
+        address=OuterRef("address"),
+        kind=OutboxMail.Kind.NOTICE,
+        state__in=[OutboxMail.State.QUEUED, OutboxMail.State.SENT],
+        created__gte=now - timedelta(hours=settings.NOTICE_INTERVAL_HOURS),
+    )
+    due = NoticeChange.objects.filter(at__lte=quiet)
+    counts["waiting"] = due.filter(Exists(recent)).values("address").distinct().count()
     addresses = (
-        NoticeChange.objects.filter(at__lte=quiet)
-        .order_by("address")
-        .values_list("address", flat=True)
-        .distinct()[:limit]
+        due.exclude(Exists(recent)).order_by("address").values_list("address", flat=True).distinct()[:limit]
     )
     for address in list(addresses):
-        if outbox.sent_within(address, OutboxMail.Kind.NOTICE, _rate()):
-            counts["waiting"] += 1
-            continue
         counts[_send(address)] += 1
     return counts
 
 
 def _send(address: str) -> str:
-    with transaction.atomic():
-        rows = list(
-            NoticeChange.objects.select_for_update(skip_locked=True)
-            .filter(address=address)
-            .order_by("at", "id")
-        )
+    # One run at a time per address, and the interval checked under that
+    # lock: two runs at once (the beat job and `manage.py send_notices`)
+    # never send an address two notices.
+    with locked_name(f"notices:{address}"):
+        if outbox.sent_within(address, OutboxMail.Kind.NOTICE, _rate()):
+            return "waiting"
+        rows = list(NoticeChange.objects.select_for_update().filter(address=address).order_by("at", "id"))
         if not rows:
             return "waiting"  # another run took them
         NoticeChange.objects.filter(pk__in=[r.pk for r in rows]).delete()

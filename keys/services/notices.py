@@ -93,11 +93,18 @@ def _subkey_changes(old: openpgp.CertInfo, new: openpgp.CertInfo) -> list[tuple[
         for s in new.subkeys
         if s.revoked and s.fingerprint in before and not before[s.fingerprint].revoked
     ]
+    # A new expiry of subkeys (gpg --quick-set-expire FPR 2y '*'), one line per pair of dates.
+    moved: dict[tuple[str | None, str | None], list[str]] = {}
+    for s in new.subkeys:
+        was = before.get(s.fingerprint)
+        if was is not None and not s.revoked and was.expires != s.expires:
+            moved.setdefault((iso(was.expires), iso(s.expires)), []).append(s.fingerprint)
     changes: list[tuple[str, dict[str, Any]]] = []
     if added:
         changes.append((Change.SUBKEY_ADDED, {"subkeys": added}))
     if revoked:
         changes.append((Change.SUBKEY_REVOKED, {"subkeys": revoked}))
+    changes += [(Change.EXPIRY_CHANGED, {"old": o, "new": n, "subkeys": f}) for (o, n), f in moved.items()]
     return changes
 
 

@@ -6,6 +6,7 @@ outbox (and, in the burst test, a real SMTP server)."""
 
 from __future__ import annotations
 
+import email
 import re
 import threading
 from datetime import timedelta
@@ -386,6 +387,30 @@ def test_the_opt_out_link_shows_a_form_then_stops_the_notices(ks, cast, now, adm
     # The same link turns them on again while it works.
     again = ks.client.post(path, {"action": "on"})
     assert again.status_code == 200 and not NoticeOptOut.objects.exists()
+
+
+def test_a_mail_programs_one_click_unsubscribe_stops_the_notices(ks, cast, now):
+    """RFC 8058: List-Unsubscribe names the opt-out link, and the mail
+    program POSTs "List-Unsubscribe=One-Click" to it without any cookie."""
+    from django.test import Client
+
+    ks.publish(cast.alice.data, *ALICE)
+    ks.upload(cast.alice_v2.data)
+    now(minutes=16)
+    send()
+    mail = notices(ks.outbox, ALICE[0])[0]
+    assert mail.extra_headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    url = mail.extra_headers["List-Unsubscribe"].strip("<>")
+    assert urlparse(url).path == optout_path(mail)
+    sent = email.message_from_bytes(mail.message().as_bytes())  # the headers as they go out
+    assert sent["List-Unsubscribe"].strip() == f"<{url}>"
+    assert sent["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    fresh = Client(enforce_csrf_checks=True)  # no cookie, no CSRF token: a mail program
+    answer = fresh.post(
+        urlparse(url).path, "List-Unsubscribe=One-Click", content_type="application/x-www-form-urlencoded"
+    )
+    assert answer.status_code == 200
+    assert NoticeOptOut.objects.get().digest == NoticeOptOut.hash(ALICE[0])
 
 
 @pytest.mark.parametrize("token", ["nonsense", "x" * 300, "A" * 43])

@@ -30,7 +30,9 @@ AUTO_HEADERS = {"Auto-Submitted": "auto-generated", "X-Auto-Response-Suppress": 
 Kind = OutboxMail.Kind
 
 
-def _message(row: OutboxMail, template: str, context: dict[str, Any]) -> EmailMessage:
+def _message(
+    row: OutboxMail, template: str, context: dict[str, Any], extra: dict[str, str] | None = None
+) -> EmailMessage:
     context = {"site_name": settings.SITE_NAME, "site_url": settings.SITE_URL, **context}
     # Every mail is PGP/MIME signed with the server's key (RFC 3156). A
     # database away raises here, so the outbox tries again: never unsigned.
@@ -45,7 +47,7 @@ def _message(row: OutboxMail, template: str, context: dict[str, Any]) -> EmailMe
             }
             note_text = render_to_string("mail/signed_by.txt", note).strip("\n")
             body = body.rstrip("\n") + "\n\n" + note_text + "\n"
-    headers = _headers(row)
+    headers = {**_headers(row), **(extra or {})}
     if key is None:
         return EmailMessage(subject, body, to=[row.address], headers=headers)
     return signed_mail.signed(server_key.secret(key), subject, body, to=[row.address], headers=headers)
@@ -161,10 +163,16 @@ def _notice(row: OutboxMail, made: list[str]) -> EmailMessage | None:
     }
     # The opt-out token names a key of the notice that is still stored.
     key = Key.objects.filter(fingerprint__in=list(keys)).order_by("-created").first()
+    extra: dict[str, str] = {}
     if key is not None:
         plain = _token(made, VerificationToken.Purpose.NOTICES, key, row.address)
         context["optout"] = f"{settings.SITE_URL}/notices/off/{plain}"
-    return _message(row, "notice", context)
+        # RFC 8058: the mail program's own "unsubscribe" button POSTs there.
+        extra = {
+            "List-Unsubscribe": f"<{context['optout']}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        }
+    return _message(row, "notice", context, extra)
 
 
 def _wks(row: OutboxMail, made: list[str]) -> EmailMessage | None:

@@ -1,15 +1,21 @@
 """The opt-out link of a change notice: GET shows a button (mail scanners
-prefetch links), POST stops the notices, or turns them on again."""
+prefetch links), POST stops the notices, or turns them on again.
+
+The link is also the mail's List-Unsubscribe (RFC 8058): a mail program's
+one-click POST ("List-Unsubscribe=One-Click", no cookies) stops them. The
+token in the path is the credential, so the POST needs no CSRF cookie."""
 
 from __future__ import annotations
 
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_http_methods
 
 from ..services import notices
 
 
+@csrf_exempt
 @require_http_methods(["GET", "HEAD", "POST"])
 def off(request: HttpRequest, token: str) -> HttpResponse:
     if request.method != "POST":

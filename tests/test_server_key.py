@@ -16,6 +16,8 @@ from keys.identifiers import group_fingerprint, wkd_hash
 from keys.models import Binding, ServerKey
 from keys.services import server_key
 
+from .signed_mail import assert_signed_by_server
+
 pytestmark = pytest.mark.django_db(transaction=True)
 FROM = "keyserver@example.org"
 
@@ -199,6 +201,38 @@ def test_the_about_page_shows_the_key_and_how_to_fetch_it(client):
     download = client.get("/about/server-key.asc")
     assert download.status_code == 200 and download["Content-Type"] == "application/pgp-keys"
     assert fingerprints(download.content) == [key.fingerprint]
+
+
+def test_the_key_file_says_its_validation(client, settings):
+    """/about/server-key.asc is a key answer: Key-Validation as on every other."""
+    assert client.get("/about/server-key.asc")["Key-Validation"] == "server_key"  # published
+    settings.DEFAULT_FROM_EMAIL = "keyserver@localhost"  # cannot be published: still given out
+    download = client.get("/about/server-key.asc")
+    assert download.status_code == 200 and download["Key-Validation"] == "none"
+    assert client.get("/about/server-key.asc?address=someone@example.org").status_code == 404
+
+
+def test_the_web_key_services_keys_are_on_about_and_its_mails_name_the_key_that_signs_them(
+    client, settings, smtp
+):
+    from keys.services import wks
+
+    from .test_wks import submission
+
+    settings.WKS_SUBMISSION_ADDRESS = "key-submission@{domain}"
+    html = client.get("/about").content.decode()
+    submit = server_key.active("key-submission@example.org")
+    assert submit is not None and group_fingerprint(submit.fingerprint) in html
+    url = "/about/server-key.asc?address=key-submission@example.org"
+    assert f'href="http://testserver{url}"' in html
+    download = client.get(url)
+    assert fingerprints(download.content) == [submit.fingerprint]
+    assert download["Key-Validation"] == "server_key"
+    user = openpgp.generate("Wendy <wendy@example.org>")
+    assert wks.handle(submission(user, "wendy@example.org")).accepted
+    text = assert_signed_by_server(smtp.raw_to("wendy@example.org")[-1])  # by the submission key
+    assert group_fingerprint(submit.fingerprint) in text
+    assert f"gpg --fetch-keys http://testserver{url}" in text
 
 
 def test_the_about_page_names_the_previous_key_after_a_rotation(client):

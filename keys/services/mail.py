@@ -41,12 +41,7 @@ def _message(
         subject = render_to_string(f"mail/{template}_subject.txt", context).strip()
         body: str = render_to_string(f"mail/{template}_body.txt", context)
         if key is not None:
-            note = {
-                **context,
-                "server_fingerprint": group_fingerprint(key.fingerprint),
-            }
-            note_text = render_to_string("mail/signed_by.txt", note).strip("\n")
-            body = body.rstrip("\n") + "\n\n" + note_text + "\n"
+            body = signed_mail.with_note(key, body, context)
     headers = {**_headers(row), **(extra or {})}
     if key is None:
         return EmailMessage(subject, body, to=[row.address], headers=headers)

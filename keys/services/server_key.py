@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 import os
 from email.utils import parseaddr
+from urllib.parse import quote
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -116,6 +117,21 @@ def secret(key: ServerKey) -> bytes:
 def armored_secret(key: ServerKey) -> str:
     """The secret key, armored (`manage.py server_key export --secret`)."""
     return openpgp.armor_secret(secret(key))
+
+
+def url_of(key: ServerKey) -> str:
+    """Where the key is given out (`gpg --fetch-keys` takes it)."""
+    url = f"{settings.SITE_URL}/about/server-key.asc"
+    return url if key.address == default_address() else f"{url}?address={quote(key.address, safe='@')}"
+
+
+def validation_of(key: ServerKey) -> str:
+    """The Key-Validation of the key as given out: `server_key` while it is
+    published for its address, else `none` (as a key page says)."""
+    if key.key_id is None:
+        return "none"
+    published = Binding.objects.filter(key_id=key.key_id, address=key.address, state=Binding.State.PUBLISHED)
+    return Binding.Validation.SERVER_KEY.value if published.exists() else "none"
 
 
 def armored(key: ServerKey) -> str:

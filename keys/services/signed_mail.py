@@ -19,8 +19,11 @@ from io import BytesIO, StringIO
 from typing import Any
 
 from django.core.mail import EmailMessage
+from django.template.loader import render_to_string
 
 from .. import openpgp
+from ..identifiers import group_fingerprint
+from . import server_key
 
 PREAMBLE = "This is an OpenPGP/MIME signed message (RFC 4880 and 3156)"
 
@@ -120,3 +123,14 @@ def signed(
     return SignedEmailMessage(
         subject, body, part=part, signature=signature, micalg=openpgp.signature_hash(signature), **kwargs
     )
+
+
+def with_note(key: server_key.ServerKey, body: str, context: dict[str, Any]) -> str:
+    """`body` with its closing note: which key signs it and how to check it
+    (in the language active now)."""
+    note = {
+        **context,
+        "server_fingerprint": group_fingerprint(key.fingerprint),
+        "key_url": server_key.url_of(key),
+    }
+    return body.rstrip("\n") + "\n\n" + render_to_string("mail/signed_by.txt", note).strip("\n") + "\n"

@@ -80,11 +80,20 @@ def _seven_bit(part: MIMENonMultipart) -> None:
 
 
 def _render(row: OutboxMail, template: str, context: dict[str, Any]) -> tuple[str, str]:
+    """Subject and text; the text ends with the note on the key that signs
+    it (the submission address's own), as every signed mail does."""
     context = {"site_name": settings.SITE_NAME, "site_url": settings.SITE_URL, **context}
     with translation.override(row.params.get("locale") or settings.LANGUAGE_CODE):
         subject = render_to_string(f"mail/wks_{template}_subject.txt", context).strip()
-        body = render_to_string(f"mail/wks_{template}_body.txt", context)
+        body: str = render_to_string(f"mail/wks_{template}_body.txt", context)
+        if settings.MAIL_SIGN:
+            body = signed_mail.with_note(_signer(row), body, context)
     return subject, body
+
+
+def _signer(row: OutboxMail) -> server_key.ServerKey:
+    sender = row.params.get("sender")
+    return server_key.for_address(sender) if sender else server_key.current()
 
 
 def _request(row: OutboxMail, made: list[str], headers: dict[str, str]) -> EmailMessage | None:
@@ -113,8 +122,7 @@ def _request(row: OutboxMail, made: list[str], headers: dict[str, str]) -> Email
     if settings.MAIL_SIGN:
         # Signed like every mail: the whole multipart/mixed, by the submission address's key.
         part = signed_mail.mixed_part(text, "application/vnd.gnupg.wks", armored)
-        signer = server_key.secret(server_key.for_address(row.params["sender"]))
-        return signed_mail.signed(signer, subject, text, part=part, **fields)
+        return signed_mail.signed(server_key.secret(_signer(row)), subject, text, part=part, **fields)
     return RequestMessage(subject, text, armored=armored, **fields)
 
 
@@ -143,5 +151,4 @@ def compose(row: OutboxMail, made: list[str], headers: dict[str, str]) -> EmailM
     if not settings.MAIL_SIGN:
         return EmailMessage(subject, body, **fields)
     # Signed like every other mail, by the key of the address it comes from.
-    key = server_key.for_address(sender) if sender else server_key.current()
-    return signed_mail.signed(server_key.secret(key), subject, body, **fields)
+    return signed_mail.signed(server_key.secret(_signer(row)), subject, body, **fields)

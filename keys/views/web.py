@@ -12,11 +12,11 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from federation import serve
 
 from .. import privacy
-from ..errors import InvalidKey, NoKeyUploaded
+from ..errors import InvalidKey, NoKeyUploaded, NotFound
 from ..identifiers import group_fingerprint, normalize_email, parse_address, parse_search
 from ..models import Binding
 from ..services import manage as owner
-from ..services import server_key, submission, verification
+from ..services import server_key, submission, verification, wks
 from .http import address_status, client_ip
 
 
@@ -200,20 +200,33 @@ def about_privacy(request: HttpRequest) -> HttpResponse:
 
 @require_safe
 def about(request: HttpRequest) -> HttpResponse:
-    """This server, and its own key: the one that signs every mail it sends."""
+    """This server, and its own keys: the one that signs every mail it sends,
+    and those of the Web Key Service's submission addresses (they sign its mails)."""
     key = server_key.current()
     context = {
         "server_key": key,
         "grouped": group_fingerprint(key.fingerprint),
         "predecessor": group_fingerprint(key.predecessor.fingerprint) if key.predecessor else "",
+        "wks_keys": [
+            {"address": k.address, "grouped": group_fingerprint(k.fingerprint), "url": server_key.url_of(k)}
+            for k in wks.ensure_keys()
+        ],
     }
     return render(request, "about.html", context)
 
 
 @require_safe
 def server_key_file(request: HttpRequest) -> HttpResponse:
-    """The server's key as given out: with the certification by its predecessor."""
-    key = server_key.current()
+    """A key of this server as given out (with the certification by its
+    predecessor): DEFAULT_FROM_EMAIL's, or with ?address= a submission address's."""
+    address = request.GET.get("address", "").strip().lower()
+    if not address or address == server_key.default_address():
+        key = server_key.current()
+    elif address in wks.submission_addresses():
+        key = server_key.for_address(address)
+    else:
+        raise NotFound(_("This server has no key of its own for that address."))
     response = HttpResponse(server_key.armored(key), content_type="application/pgp-keys")
     response["Content-Disposition"] = f'attachment; filename="{key.fingerprint}.asc"'
+    response["Key-Validation"] = server_key.validation_of(key)
     return response

@@ -90,6 +90,17 @@ class KeyManager(models.Manager["Key"]):
 
 
 class BindingManager(models.Manager["Binding"]):
+    def locale_of(self, address: str) -> str:
+        """The language its owner last confirmed the address in ("" if none is known)."""
+        found = (
+            self.filter(address=address)
+            .exclude(locale="")
+            .order_by(models.F("verified_at").desc(nulls_last=True), "-id")
+            .values_list("locale", flat=True)
+            .first()
+        )
+        return found or ""
+
     def served(self, address: str, states: tuple[str, ...] = (PUBLISHED,)) -> list[BindingRow]:
         """Bindings of an address in `states` with their keys, best first (one statement)."""
         return rows.by_address(address, states)

@@ -162,6 +162,9 @@ class Binding(models.Model):
     pending_since = models.DateTimeField(_("pending since"), null=True, blank=True)
     verified_at = models.DateTimeField(_("verified at"), null=True, blank=True)
     last_audited_at = models.DateTimeField(_("last audited at"), null=True, blank=True)
+    # The language of the page its owner confirmed it on: later mails to the
+    # address (notices, reminders, re-confirmation) are in it. Empty: the server's.
+    locale = models.CharField(_("language"), max_length=12, blank=True, default="")
     created = models.DateTimeField(_("created"), auto_now_add=True)
     updated = models.DateTimeField(_("updated"), auto_now=True)
 

@@ -118,6 +118,7 @@ def _binding_record(binding: Binding) -> dict[str, Any]:
         "pending_since": _when(binding.pending_since),
         "verified_at": _when(binding.verified_at),
         "last_audited_at": _when(binding.last_audited_at),
+        "locale": binding.locale,
         "created": _when(binding.created),
         "updated": _when(binding.updated),
     }

@@ -14,7 +14,7 @@ from django.conf import settings
 from django.db.models import Exists, OuterRef
 
 from .. import clock
-from ..models import NoticeChange, OutboxMail
+from ..models import Binding, NoticeChange, OutboxMail
 from . import outbox
 from .locking import locked_name
 from .notices import iso, opted_out
@@ -82,5 +82,7 @@ def _send(address: str) -> str:
             }
             for r in rows
         ]
-        outbox.enqueue(OutboxMail.Kind.NOTICE, address, changes=changes)
+        outbox.enqueue(
+            OutboxMail.Kind.NOTICE, address, changes=changes, locale=Binding.objects.locale_of(address)
+        )
     return "queued"

@@ -244,6 +244,7 @@ class RestoredBinding:
     pending_since: datetime | None = None
     verified_at: datetime | None = None
     last_audited_at: datetime | None = None
+    locale: str = ""
     created: datetime | None = None
     updated: datetime | None = None
 
@@ -270,6 +271,7 @@ def restore(key: Key, bindings: Iterable[RestoredBinding], *, blocked: bool, act
         binding.pending_since = item.pending_since
         binding.verified_at = item.verified_at
         binding.last_audited_at = item.last_audited_at
+        binding.locale = item.locale
         binding.save()
         have[item.address] = binding
         stamps[binding.pk] = {

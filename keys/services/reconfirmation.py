@@ -77,7 +77,11 @@ def request_due(limit: int | None = None) -> int:
                     continue  # another run has it, or it changed meanwhile
                 request = Reconfirmation.objects.create(binding=binding, requested_at=now)
                 request.mail = outbox.enqueue(
-                    OutboxMail.Kind.RECONFIRM, binding.address, binding=binding, reconfirmation=request.pk
+                    OutboxMail.Kind.RECONFIRM,
+                    binding.address,
+                    binding=binding,
+                    reconfirmation=request.pk,
+                    locale=binding.locale,
                 )
                 request.save(update_fields=["mail"])
                 Event.objects.record(

@@ -112,6 +112,7 @@ def _remind(pk: int, threshold: int, now: datetime) -> int | None:
                     binding=binding,
                     expires=until.isoformat(),
                     threshold=threshold,
+                    locale=binding.locale,
                 )
             Event.objects.record(
                 "expiry_reminder", key=key, actor="reminders", detail=f"{until:%Y-%m-%d} -{threshold}d"

@@ -88,6 +88,7 @@ def _binding(record: dict[str, Any]) -> publication.RestoredBinding:
         pending_since=_when(record.get("pending_since")),
         verified_at=_when(record.get("verified_at")),
         last_audited_at=_when(record.get("last_audited_at")),
+        locale=str(record.get("locale") or "")[:12],
         created=_when(record.get("created")),
         updated=_when(record.get("updated")),
     )

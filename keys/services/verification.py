@@ -131,8 +131,9 @@ def _confirmable(key: Key, binding: Binding | None) -> bool:
     )
 
 
-def confirm(plain: str, *, actor: str = "") -> Binding:
-    """Publish the address of a verification token (single use)."""
+def confirm(plain: str, *, actor: str = "", locale: str = "") -> Binding:
+    """Publish the address of a verification token (single use); `locale`:
+    the language of the page it was confirmed on, for later mails."""
     with transaction.atomic():
         token = tokens.find(plain, VerificationToken.Purpose.VERIFY, for_update=True)
         with locked_key(token.key.pk) as key:
@@ -144,6 +145,9 @@ def confirm(plain: str, *, actor: str = "") -> Binding:
             again = binding.state == State.PUBLISHED and binding.validation == Validation.EMAIL_CONFIRMED
             publication.publish(key, binding, Validation.EMAIL_CONFIRMED, actor=actor or "email")
             reconfirmation.confirmed(key, binding, again=again, actor=actor or "email")
+            if locale and binding.locale != locale:
+                binding.locale = locale
+                binding.save(update_fields=["locale"])
             if token.replace:
                 replace_others(binding.address, keep=key, actor=actor or "email")
     metrics.CONFIRMATIONS.inc()
@@ -186,13 +190,21 @@ def replace_others(address: str, *, keep: Key, actor: str) -> list[str]:
     nothing changed. Runs inside the caller's transaction.
     """
     replaced: list[str] = []
+    locale = ""  # the language the replaced keys' owner confirmed the address in
     for key_pk in Binding.objects.published_elsewhere(address, keep):
         with locked_key(key_pk) as key:
             bindings = key.bindings.filter(address=address, state=State.PUBLISHED)
+            locale = locale or next((b.locale for b in bindings if b.locale), "")
             publication.unpublish(
                 key, bindings, actor=actor, event="address_replaced", detail=keep.fingerprint
             )
         replaced.append(key.fingerprint)
     if replaced:
-        outbox.enqueue(OutboxMail.Kind.REPLACED, address, fingerprint=keep.fingerprint, replaced=replaced)
+        outbox.enqueue(
+            OutboxMail.Kind.REPLACED,
+            address,
+            fingerprint=keep.fingerprint,
+            replaced=replaced,
+            locale=locale,
+        )
     return replaced

@@ -116,7 +116,7 @@ def verify(request: HttpRequest, token: str) -> HttpResponse:
             "verify.html",
             {"address": target.address, "grouped": group_fingerprint(target.fingerprint)},
         )
-    binding = verification.confirm(token, actor=f"web {client_ip(request)}")
+    binding = verification.confirm(token, actor=f"web {client_ip(request)}", locale=get_language() or "")
     return render(
         request,
         "verified.html",

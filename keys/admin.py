@@ -235,6 +235,7 @@ class BindingAdmin(admin.ModelAdmin):
         "pending_since",
         "verified_at",
         "last_audited_at",
+        "locale",
         "created",
         "updated",
     )

@@ -403,6 +403,26 @@ def _listener():
     return listener
 
 
+def test_the_decrypt_child_gets_the_secret_on_stdin_and_sets_its_own_limits(monkeypatch):
+    from keys.openpgp import wks as seam
+
+    user = openpgp.generate("Wendy <wendy@example.org>")
+    seen: dict = {}
+    real = subprocess.run
+
+    def run(args, **kwargs):
+        seen.update(kwargs, files=[Path(a).read_bytes() for a in args[1:] if Path(a).is_file()])
+        return real(args, **kwargs)
+
+    monkeypatch.setattr(seam.subprocess, "run", run)
+    encrypted = openpgp.encrypt(openpgp.parse(user.public).certs[0], b"hi").encode()
+    assert seam.decrypt(user.secret, encrypted) == b"hi"
+    assert "preexec_fn" not in seen and seen["input"] == user.secret
+    assert not any(user.secret in data for data in seen["files"])  # no secret on disk
+    source = seam.CHILD.read_text()
+    assert source.index("setrlimit") < source.index("import pysequoia")
+
+
 # -- the full round trip with gpg-wks-client ---------------------------------------------
 
 

@@ -31,10 +31,11 @@ from django.core.management import call_command
 
 from keys import clock, openpgp
 from keys.errors import SecretKeyRefused
-from keys.models import Binding, Event, Key, OutboxMail, VerificationToken
+from keys.models import Binding, Event, Key, OutboxMail, PolicyBlock, VerificationToken
 from keys.services import server_key
 from keys.services.wks import fields
 
+from .certs import public_key
 from .conftest import free_port
 from .signed_mail import assert_signed_by_server
 
@@ -184,7 +185,8 @@ def test_the_submission_address_file_names_the_address_and_its_key_is_served_ove
 # -- bad mail: refused with a reason, nothing stored changes ----------------------------
 
 
-def test_not_encrypted_is_refused_and_answered(smtp):
+def test_not_encrypted_is_refused_and_not_answered(smtp):
+    """Any spam is "not encrypted": answering it would be backscatter."""
     user = openpgp.generate("Wendy <wendy@example.org>")
     before = stored()
     plain = EmailMessage()
@@ -192,11 +194,24 @@ def test_not_encrypted_is_refused_and_answered(smtp):
     plain.set_content(openpgp.armor(user.public), subtype="pgp-keys")
     plain.replace_header("Content-Type", "application/pgp-keys")
     assert receive(plain.as_bytes()).startswith("refused: not encrypted")
+    assert stored() == before and smtp.messages == []
+    assert refusals() == ["not encrypted: application/pgp-keys"]
+
+
+def undecryptable(frm: str = "wendy@example.org") -> bytes:
+    """A submission encrypted to some other key than the submission address's."""
+    user, other = openpgp.generate(f"Wendy <{frm}>"), openpgp.generate("Other <other@example.net>")
+    return pgp_mime(keys_part(user.public), other.public, frm=frm)
+
+
+def test_cannot_decrypt_is_refused_and_answered(smtp):
+    before = stored()
+    assert receive(undecryptable()).startswith("refused: cannot decrypt")
     assert stored() == before
     [answer] = smtp.to("wendy@example.org")
     assert answer["Subject"] == "Your key publication request was not accepted"
     text = assert_signed_by_server(smtp.raw_to("wendy@example.org")[-1])
-    assert "It was not encrypted. The Web Key Service takes only PGP/MIME encrypted mail" in text
+    assert "It could not be decrypted with the key of the submission address" in text
 
 
 def test_a_refusal_is_explained_in_the_servers_language(smtp, settings):
@@ -401,6 +416,323 @@ def _listener():
     listener = controller(f"127.0.0.1:{free_port()}")
     listener.start()
     return listener
+
+
+# -- hostile mail: parsers that recurse, control characters, limits, backscatter ---------
+
+
+def refused_mail_events() -> list[tuple[str, str]]:
+    return list(Event.objects.filter(action="wks_refused").values_list("address", "detail"))
+
+
+@pytest.mark.parametrize("header", ["From", "To", "Cc"])
+def test_an_address_header_the_parser_cannot_read_is_garbage(smtp, header):
+    """500 "(" make email.utils recurse until RecursionError: refused, not a crash."""
+    user = openpgp.generate("Wendy <wendy@example.org>")
+    raw = submission(user, "wendy@example.org")
+    bad = f"{header}: {'(' * 500}\n".encode()
+    raw = raw.replace(f"{header}: ".encode(), b"X-Was: ") if header != "Cc" else raw
+    before = stored()
+    assert receive(bad + raw).startswith("refused: garbage (unreadable")
+    assert stored() == before and OutboxMail.objects.count() == 0
+    listener = _listener()  # and the listener answers 250, not 451 for ever
+    try:
+        with smtplib.SMTP(listener.hostname, listener.port) as client:
+            client.sendmail("wendy@example.org", [SUBMIT], crlf(bad + raw))
+    finally:
+        listener.stop()
+    # The listener knows the envelope recipient: it reads no To or Cc header.
+    assert len(refusals()) == (2 if header == "From" else 1)
+    assert all(d.startswith("garbage: unreadable") for d in refusals())
+
+
+def test_an_unexpected_error_is_a_deliberate_exit_without_a_traceback(monkeypatch, smtp, caplog):
+    from keys.services import wks
+
+    def broken(raw, **kwargs):
+        raise ZeroDivisionError("a bug")
+
+    monkeypatch.setattr(wks, "handle", broken)
+    out, err, stdin = io.StringIO(), io.StringIO(), sys.stdin
+    sys.stdin = io.TextIOWrapper(io.BytesIO(b"From: w@example.org\n\nhi\n"))
+    try:
+        with pytest.raises(SystemExit) as exited:
+            call_command("wks_receive", stdout=out, stderr=err)
+    finally:
+        sys.stdin = stdin
+    assert exited.value.code == 70  # EX_SOFTWARE: the MTA bounces, it does not retry for days
+    assert "Traceback" not in out.getvalue() + err.getvalue() + caplog.text
+    assert "internal error (ZeroDivisionError)" in err.getvalue()
+    assert "wks mail failed: ZeroDivisionError at test_wks.py" in caplog.text
+    listener = _listener()
+    try:
+        with (
+            smtplib.SMTP(listener.hostname, listener.port) as client,
+            pytest.raises(smtplib.SMTPDataError) as refused,
+        ):
+            client.sendmail("w@example.org", [SUBMIT], b"Subject: hi\r\n\r\nhi")
+    finally:
+        listener.stop()
+    assert refused.value.smtp_code == 554
+
+
+def nested(depth: int) -> bytes:
+    opening = b"".join(
+        b"Content-Type: multipart/mixed; boundary=b%d\n\n--b%d\n" % (i, i) for i in range(depth)
+    )
+    closing = b"".join(b"\n--b%d--\n" % i for i in reversed(range(depth)))
+    return opening + b"Content-Type: text/plain\n\nhi" + closing
+
+
+def test_deeply_nested_or_too_many_mime_parts_inside_are_garbage(smtp):
+    server = bytes(server_key.for_address(SUBMIT).public)
+    user = openpgp.generate("Wendy <wendy@example.org>")
+    many = b"Content-Type: multipart/mixed; boundary=b\n\n" + b"".join(
+        b"--b\nContent-Type: text/plain\n\nhi\n" for _ in range(100)
+    )
+    many += b"--b\n" + keys_part(user.public) + b"\n--b--\n"
+    before = stored()
+    for inner in (nested(1200), nested(20), many):
+        assert receive(pgp_mime(inner, server, frm="wendy@example.org")).startswith("refused: garbage"), (
+            inner[:80]
+        )
+    assert stored() == before
+    assert sum("MIME" in d for d in refusals()) == 3, refusals()
+    # A key a few multiparts deep is still found.
+    inner = b"Content-Type: multipart/mixed; boundary=a\n\n--a\n" + keys_part(user.public) + b"\n--a--\n"
+    assert receive(pgp_mime(inner, server, frm="wendy@example.org")).startswith("handled: submitted")
+
+
+@pytest.mark.parametrize("char", ["\x00", "\x01", "\x7f"])
+def test_control_characters_in_an_address_are_refused_and_never_stored(smtp, char):
+    user = openpgp.generate("Wendy <wendy@example.org>")
+    raw = submission(user, "wendy@example.org")
+    before = stored()
+    bad_from = raw.replace(b"From: wendy@example.org", f"From: wen{char}dy@example.org".encode())
+    assert receive(bad_from).startswith("refused: garbage (a From address with control characters")
+    bad_to = raw.replace(f"To: {SUBMIT}".encode(), f"To: key-{char}submission@example.org".encode())
+    assert receive(bad_to).startswith("refused: wrong recipient")
+    assert stored() == before and OutboxMail.objects.count() == 0 and smtp.messages == []
+    events = refused_mail_events()
+    assert len(events) == 2 and all(char not in a + d for a, d in events), events
+    assert ("", "garbage: a From address with control characters or spaces") in events
+
+
+def test_a_submission_address_with_domain_serves_only_its_own_domain(smtp, settings):
+    settings.WKD_DOMAINS = ["example.org", "example.com"]
+    inner = b"Content-Type: application/pgp-keys\n\n" + public_key(WENDY, "wendy@example.com").encode()
+    server = bytes(server_key.for_address(SUBMIT).public)
+    assert receive(pgp_mime(inner, server, frm=WENDY)) == f"handled: submitted ({WENDY})"
+    assert list(OutboxMail.objects.values_list("address", flat=True)) == [WENDY]
+    only_com = b"Content-Type: application/pgp-keys\n\n" + public_key("bob@example.com").encode()
+    assert receive(pgp_mime(only_com, server, frm="bob@example.com")).startswith("refused: domain not served")
+    # One fixed address serves every domain.
+    settings.WKS_SUBMISSION_ADDRESS = SUBMIT
+    assert (
+        receive(pgp_mime(only_com, server, frm="bob@example.com")) == "handled: submitted (bob@example.com)"
+    )
+
+
+def test_a_response_for_another_domain_is_not_published(smtp, settings):
+    """A nonce asked for by key-submission@example.org, answered to the
+    example.com submission address: that one does not serve example.org."""
+    settings.WKD_DOMAINS = ["example.org", "example.com"]
+    user = openpgp.generate("Wendy <wendy@example.org>")
+    nonce = _requested(smtp, user, WENDY)
+    other = "key-submission@example.com"
+    body = f"type: confirmation-response\nsender: {other}\naddress: {WENDY}\nnonce: {nonce}\n"
+    inner = b"Content-Type: application/vnd.gnupg.wks\n\n" + body.encode()
+    raw = pgp_mime(inner, bytes(server_key.for_address(other).public), frm=WENDY, to=other)
+    assert receive(raw).startswith("refused: not publishable")
+    assert Binding.objects.get(address=WENDY).state != Binding.State.PUBLISHED
+
+
+def test_one_submission_queues_at_most_max_mails_per_upload_requests(smtp, settings):
+    settings.MAX_MAILS_PER_UPLOAD = 2
+    addresses = [f"u{i}@example.org" for i in range(5)]
+    inner = b"Content-Type: application/pgp-keys\n\n" + public_key(*addresses).encode()
+    server = bytes(server_key.for_address(SUBMIT).public)
+    assert receive(pgp_mime(inner, server, frm=addresses[0])).startswith("handled: submitted")
+    assert OutboxMail.objects.filter(kind="wks", params__phase="request").count() == 2
+
+
+def test_a_sender_gets_at_most_rate_mail_per_client_requests(smtp, settings):
+    settings.RATE_MAIL_PER_CLIENT = "2/3600"
+    server = bytes(server_key.for_address(SUBMIT).public)
+    three = (
+        b"Content-Type: application/pgp-keys\n\n"
+        + public_key("a@example.org", "b@example.org", "c@example.org").encode()
+    )
+    assert receive(pgp_mime(three, server, frm=WENDY)) == "handled: submitted (a@example.org, b@example.org)"
+    before = stored()
+    one = b"Content-Type: application/pgp-keys\n\n" + public_key("d@example.org").encode()
+    assert receive(pgp_mime(one, server, frm=WENDY)).startswith("refused: rate limited")
+    assert stored() == before  # the key of a refused submission is not kept either
+    assert OutboxMail.objects.filter(kind="wks").count() == 2
+    # Another sender has a limit of its own.
+    assert receive(pgp_mime(one, server, frm="d@example.org")) == "handled: submitted (d@example.org)"
+
+
+@pytest.mark.parametrize(
+    ("header", "frm", "sender"),
+    [
+        (b"Precedence: bulk\n", WENDY, None),
+        (b"Precedence: junk\n", WENDY, None),
+        (b"List-Id: <wks.example.org>\n", WENDY, None),
+        (b"Auto-Submitted: auto-replied\n", WENDY, None),
+        (b"", "MAILER-DAEMON@example.org", None),
+        (b"", "postmaster@example.org", None),
+        (b"", WENDY, ""),
+        (b"", WENDY, "<>"),
+        (b"", WENDY, "MAILER-DAEMON"),
+    ],
+    ids=["bulk", "junk", "list", "auto", "mailer-daemon", "postmaster", "null", "null-angle", "postfix-null"],
+)
+def test_bounces_and_bulk_mail_are_not_answered(smtp, header, frm, sender):
+    raw = header + undecryptable(frm)
+    out = io.StringIO()
+    stdin, sys.stdin = sys.stdin, io.TextIOWrapper(io.BytesIO(raw))
+    try:
+        call_command("wks_receive", *([f"--sender={sender}"] if sender is not None else []), stdout=out)
+    finally:
+        sys.stdin = stdin
+    assert out.getvalue().startswith("refused: cannot decrypt")
+    assert OutboxMail.objects.count() == 0 and smtp.messages == []
+
+
+def test_the_listener_passes_the_envelope_sender(smtp):
+    listener = _listener()
+    try:
+        with smtplib.SMTP(listener.hostname, listener.port) as client:
+            client.sendmail("", [SUBMIT], crlf(undecryptable()))  # MAIL FROM:<>, a bounce
+            assert OutboxMail.objects.count() == 0
+            client.sendmail(WENDY, [SUBMIT], crlf(undecryptable()))
+    finally:
+        listener.stop()
+    assert [r for r in refusals() if r.startswith("cannot decrypt")] and len(refusals()) == 2
+    assert len(smtp.to(WENDY)) == 1  # the second, from a real sender, is answered
+
+
+def test_a_refusal_answer_does_not_use_up_the_confirmation_request_limit(smtp):
+    assert receive(undecryptable()).startswith("refused: cannot decrypt")  # anyone can forge this From
+    user = openpgp.generate("Wendy <wendy@example.org>")
+    assert receive(submission(user, WENDY)) == f"handled: submitted ({WENDY})"
+    assert receive(undecryptable()).startswith("refused: cannot decrypt")
+    phases = sorted(OutboxMail.objects.values_list("params__phase", flat=True))
+    assert phases == ["refused", "request"]  # the second refusal has its own limit, used up
+
+
+def test_an_address_of_the_organisations_directory_gets_no_request(smtp):
+    from keys.models import Source
+
+    Source.objects.create(
+        name="directory",
+        kind=Source.Kind.LDAP,
+        url=f"ldap://127.0.0.1:{free_port()}",
+        authoritative_domains=["example.org"],
+    )
+    user = openpgp.generate("Wendy <wendy@example.org>")
+    assert receive(submission(user, WENDY)).startswith("handled: nothing to confirm")
+    assert OutboxMail.objects.count() == 0
+
+
+def test_a_policy_blocked_address_gets_no_request(smtp):
+    PolicyBlock.objects.create(address_pattern="*@example.org", reason="test")
+    user = openpgp.generate("Wendy <wendy@example.org>")
+    assert not receive(submission(user, WENDY)).startswith("handled: submitted")
+    assert OutboxMail.objects.count() == 0
+
+
+@pytest.mark.parametrize("change", ["blocked", "directory", "revoked"])
+def test_an_address_no_longer_publishable_is_not_published_by_its_response(smtp, change):
+    from keys.models import Source
+
+    user = openpgp.generate("Wendy <wendy@example.org>")
+    nonce = _requested(smtp, user, WENDY)
+    if change == "blocked":
+        PolicyBlock.objects.create(address_pattern=WENDY, reason="test")
+    elif change == "directory":
+        Source.objects.create(
+            name="directory",
+            kind=Source.Kind.LDAP,
+            url=f"ldap://127.0.0.1:{free_port()}",
+            authoritative_domains=["example.org"],
+        )
+    else:
+        Binding.objects.filter(address=WENDY).update(state=Binding.State.REVOKED)
+    assert receive(response(WENDY, nonce)).startswith("refused: ")
+    assert not Binding.objects.filter(address=WENDY, state=Binding.State.PUBLISHED).exists()
+    assert not VerificationToken.objects.filter(used_at__isnull=False).exists()
+
+
+def test_the_listener_takes_each_recipient_once_and_at_most_ten(monkeypatch, smtp, settings):
+    from keys.services import wks
+
+    calls: list[str] = []
+    real = wks.handle
+
+    def counted(raw, **kwargs):
+        calls.append(kwargs["recipient"])
+        return real(raw, **kwargs)
+
+    monkeypatch.setattr(wks, "handle", counted)
+    settings.WKD_DOMAINS = ["example.org", *(f"d{i}.example" for i in range(11))]
+    listener = _listener()
+    try:
+        with smtplib.SMTP(listener.hostname, listener.port) as client:
+            client.ehlo()
+            assert client.mail("x@example.org")[0] == 250
+            for i in range(1000):
+                assert client.rcpt(SUBMIT if i % 2 else SUBMIT.upper())[0] == 250
+            assert client.data(b"Subject: hi\r\n\r\nhi")[0] == 250
+            assert client.mail("x@example.org")[0] == 250
+            codes = [client.rcpt(f"key-submission@d{i}.example")[0] for i in range(11)]
+            assert codes == [250] * 10 + [452]
+    finally:
+        listener.stop()
+    assert calls == [SUBMIT]
+
+
+def test_an_unreadable_server_key_defers_the_mail(smtp, settings, caplog):
+    user = openpgp.generate("Wendy <wendy@example.org>")
+    raw = submission(user, WENDY)
+    settings.SECRET_KEY = "another secret key than the one that sealed the server key"
+    before = stored()
+    with pytest.raises(SystemExit) as exited:
+        receive(raw)
+    assert exited.value.code == 75
+    assert "`manage.py server_key rotate --address key-submission@example.org`" in caplog.text
+    listener = _listener()
+    try:
+        with (
+            smtplib.SMTP(listener.hostname, listener.port) as client,
+            pytest.raises(smtplib.SMTPDataError) as deferred,
+        ):
+            client.sendmail(WENDY, [SUBMIT], crlf(raw))
+    finally:
+        listener.stop()
+    assert deferred.value.smtp_code == 451
+    assert stored() == before and refusals() == []
+
+
+def test_the_decrypt_child_gets_the_secret_on_stdin_and_sets_its_own_limits(monkeypatch):
+    from keys.openpgp import wks as seam
+
+    user = openpgp.generate("Wendy <wendy@example.org>")
+    seen: dict = {}
+    real = subprocess.run
+
+    def run(args, **kwargs):
+        seen.update(kwargs, files=[Path(a).read_bytes() for a in args[1:] if Path(a).is_file()])
+        return real(args, **kwargs)
+
+    monkeypatch.setattr(seam.subprocess, "run", run)
+    encrypted = openpgp.encrypt(openpgp.parse(user.public).certs[0], b"hi").encode()
+    assert seam.decrypt(user.secret, encrypted) == b"hi"
+    assert "preexec_fn" not in seen and seen["input"] == user.secret
+    assert not any(user.secret in data for data in seen["files"])  # no secret on disk
+    source = seam.CHILD.read_text()
+    assert source.index("setrlimit") < source.index("import pysequoia")
 
 
 # -- the full round trip with gpg-wks-client ---------------------------------------------

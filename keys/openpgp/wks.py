@@ -8,7 +8,6 @@ Encrypting to a certificate is `reading.encrypt`. Errors come back as
 from __future__ import annotations
 
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -46,31 +45,26 @@ CHILD = Path(__file__).with_name("decrypt_child.py")
 
 def decrypt(secret: bytes, message: bytes, limit: int = 4 * 1024 * 1024) -> bytes:
     """The plaintext of `message` (armored or binary), decrypted with `secret`,
-    at most `limit` bytes: decrypted in a child process whose file size,
-    memory and time are capped (keys/openpgp/decrypt_child.py)."""
-    with tempfile.TemporaryDirectory(prefix="wks-") as work:  # 0700: the secret stays ours
-        paths = [Path(work, name) for name in ("secret", "message", "plain")]
-        paths[0].write_bytes(secret)
-        paths[1].write_bytes(message)
-
-        def limits() -> None:
-            resource.setrlimit(resource.RLIMIT_FSIZE, (limit + 1, limit + 1))
-            resource.setrlimit(resource.RLIMIT_AS, (DECRYPT_MEMORY, DECRYPT_MEMORY))
-
+    at most `limit` bytes: decrypted in a child process that caps its own
+    file size and memory (keys/openpgp/decrypt_child.py) and is given
+    DECRYPT_SECONDS. The secret goes to it on standard input, never into a file."""
+    with tempfile.TemporaryDirectory(prefix="wks-") as work:
+        encrypted, plain = Path(work, "message"), Path(work, "plain")
+        encrypted.write_bytes(message)
         try:
             done = subprocess.run(
-                [sys.executable, str(CHILD), *map(str, paths)],
+                [sys.executable, str(CHILD), str(limit), str(DECRYPT_MEMORY), str(encrypted), str(plain)],
+                input=secret,
                 capture_output=True,
                 timeout=DECRYPT_SECONDS,
-                preexec_fn=limits,
                 env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
             )
         except subprocess.TimeoutExpired:
             raise WksCryptoError(f"decrypting took longer than {DECRYPT_SECONDS} s") from None
-        size = paths[2].stat().st_size if paths[2].exists() else 0
+        size = plain.stat().st_size if plain.exists() else 0
         if size > limit:
             raise WksCryptoError(f"the decrypted message is larger than {limit} bytes")
         if done.returncode != 0:
             reason = done.stderr.decode(errors="replace").strip().splitlines()
             raise WksCryptoError(reason[-1][:200] if reason else f"decryption failed ({done.returncode})")
-        return paths[2].read_bytes()
+        return plain.read_bytes()

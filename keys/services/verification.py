@@ -131,6 +131,13 @@ def _confirmable(key: Key, binding: Binding | None) -> bool:
     )
 
 
+def confirmable(key: Key, binding: Binding | None) -> bool:
+    """Whether a proof of its mailbox may still publish `binding` (rule 7, a
+    policy block, revocation): for the proofs other services take, such as
+    a Web Key Service confirmation."""
+    return _confirmable(key, binding)
+
+
 def confirm(plain: str, *, actor: str = "", locale: str = "") -> Binding:
     """Publish the address of a verification token (single use); `locale`:
     the language of the page it was confirmed on, for later mails."""

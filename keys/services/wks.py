@@ -7,45 +7,53 @@ SMTP listener `manage.py wks_smtpd`) and does one of two things:
 1. A submission to a submission address (multipart/encrypted, PGP/MIME,
    encrypted to that address's server key, an application/pgp-keys part
    inside): the key goes through the one import service (every limit and
-   refusal applies) and each of its addresses on a served domain gets a
-   confirmation request (application/vnd.gnupg.wks, type
-   confirmation-request, encrypted to the submitted key, composed by the
-   outbox at delivery so the nonce is made then and stored only hashed).
+   refusal applies) and each of its addresses that this submission address
+   serves (its own domain with `{domain}` in WKS_SUBMISSION_ADDRESS, else
+   every served domain) and that may be published here (publication rule
+   7: not a domain of the organisation's directory, not blocked by policy,
+   not revoked) gets a confirmation request (application/vnd.gnupg.wks,
+   type confirmation-request, encrypted to the submitted key, composed by
+   the outbox at delivery so the nonce is made then and stored only
+   hashed): at most MAX_MAILS_PER_UPLOAD per submission, RATE_MAIL_PER_CLIENT
+   per sender and RATE_MAIL_PER_ADDRESS per address.
 2. A confirmation response (type confirmation-response, encrypted to the
    submission address's key) whose nonce is live, single use and for that
-   address: the address is published as `wks_confirmed`.
+   address: the address is published as `wks_confirmed`, if it still may be.
 
 Anything else is refused with a reason, logged (never the nonce, the key or
-the body) and, where the sender would want to know and the mail is not
-itself automatic, answered by a plain mail; nothing stored changes. A
-database error is not a refusal: it propagates, so the MTA pipe exits with
-EX_TEMPFAIL and the mail is tried again.
+the body) and, where the sender would want to know and the mail is neither
+a bounce nor automatic, answered by a mail; nothing stored changes. Mail
+that is not even encrypted is never answered: spam would get answers. A
+database error or a server key whose secret cannot be opened is not a
+refusal: it propagates, so the MTA pipe exits with EX_TEMPFAIL (the
+listener answers 451) and the mail is tried again.
 """
 
 from __future__ import annotations
 
-import email
 import email.message
-import email.utils
 import logging
 from dataclasses import dataclass
+from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import DatabaseError, transaction
 
-from .. import clock, openpgp
+from .. import clock, openpgp, ratelimit
 from ..errors import InvalidToken, KeyserverError
 from ..identifiers import domain_of
 from ..models import Binding, Event, Key, OutboxMail, VerificationToken
 from . import outbox, publication, server_key, submission, tokens, verification
+from . import wks_inbound as inbound
 from .limits import limits
+from .server_key import ServerKeyUnreadable
+from .wks_inbound import KEYS_TYPE, WKS_TYPE, Refused
 
 log = logging.getLogger("keyserver.wks")
 Kind = OutboxMail.Kind
-WKS_TYPE = "application/vnd.gnupg.wks"
-KEYS_TYPE = "application/pgp-keys"
-ENCRYPTED_PROTOCOL = "application/pgp-encrypted"
 DRAFT_VERSION = "3"
+# Not a refusal: the MTA keeps the mail and tries again (EX_TEMPFAIL, 451).
+TEMPORARY = (DatabaseError, ServerKeyUnreadable)
 
 
 @dataclass(frozen=True)
@@ -53,22 +61,6 @@ class Outcome:
     accepted: bool
     reason: str  # a short code: "submitted", "published", "not encrypted", ...
     detail: str = ""
-
-
-class Refused(Exception):
-    """A mail this service will not act on; `answer`: tell its sender why."""
-
-    def __init__(self, reason: str, detail: str = "", *, answer: bool = False, told: str = "") -> None:
-        super().__init__(reason)
-        self.reason = reason
-        self.detail = detail
-        self.answer = answer
-        self.told = told  # what the answer says instead of the reason's own sentence
-
-    @classmethod
-    def by(cls, error: KeyserverError) -> Refused:
-        """A refusal by the import or publication service: the answer gives its message."""
-        return cls(type(error).__name__, error.message, answer=True, told=error.message)
 
 
 # -- the submission addresses ------------------------------------------------------------
@@ -87,6 +79,15 @@ def submission_addresses() -> list[str]:
     return list(dict.fromkeys(a for a in found if a))
 
 
+def served_domains(to: str) -> list[str]:
+    """The domains whose addresses a mail to the submission address `to` may
+    publish: its own domain with `{domain}` in the setting, every served
+    domain with one fixed address."""
+    if "{domain}" in settings.WKS_SUBMISSION_ADDRESS:
+        return [d for d in settings.WKD_DOMAINS if submission_address(d) == to]
+    return list(settings.WKD_DOMAINS)
+
+
 def ensure_keys() -> list[server_key.ServerKey]:
     """Every submission address's key, made and published on first use (gpg-wks-client
     looks it up over WKD before it encrypts a submission)."""
@@ -96,67 +97,50 @@ def ensure_keys() -> list[server_key.ServerKey]:
 # -- one inbound mail --------------------------------------------------------------------
 
 
-def handle(raw: bytes, *, recipient: str = "") -> Outcome:
+def handle(raw: bytes, *, recipient: str = "", envelope_sender: str | None = None) -> Outcome:
     """Handle one message; `recipient` is the envelope recipient when known
-    (SMTP RCPT, the MTA's original recipient), else the To header counts."""
+    (SMTP RCPT, the MTA's original recipient), else the To header counts;
+    `envelope_sender` is the envelope sender when known (SMTP MAIL FROM; ""
+    or "<>" for a bounce, which is never answered)."""
     sender, to = "", ""
     message: email.message.Message | None = None
     try:
         if len(raw) > settings.WKS_MAX_MESSAGE_BYTES:
             raise Refused("oversized", f"{len(raw)} bytes > {settings.WKS_MAX_MESSAGE_BYTES}")
-        message = _parse(raw)
-        sender = _sender(message)
-        to = _recipient(message, recipient)
+        message = inbound.parse(raw)
+        sender = inbound.sender(message)
+        to = inbound.recipient(message, recipient, submission_addresses())
         outcome = _handle(message, to, sender)
     except Refused as refused:
         record_refusal(refused, sender)
-        if refused.answer:
-            _answer(message, sender, to, refused)
+        if refused.answer and message is not None:
+            _answer(message, sender, to, refused, envelope_sender)
         return Outcome(False, refused.reason, refused.detail)
+    except ServerKeyUnreadable:
+        log.error(
+            "wks mail deferred: the secret of the key of %s cannot be opened (SECRET_KEY changed?); "
+            "every submission to it is deferred until `manage.py server_key rotate --address %s` "
+            "makes a new key",
+            to,
+            to,
+        )
+        raise
     log.info("wks mail handled: %s", outcome.reason, extra={"reason": outcome.reason})
     return outcome
 
 
 def record_refusal(refused: Refused, sender: str = "") -> None:
     """Log a refusal and keep it as a `wks_refused` event (also for mail the
-    SMTP listener refused before it reached `handle`)."""
-    log.warning(
-        "wks mail refused: %s", refused.reason, extra={"reason": refused.reason, "detail": refused.detail}
-    )
-    Event.objects.record(
-        "wks_refused", address=sender[:254], actor="wks", detail=f"{refused.reason}: {refused.detail}"[:500]
-    )
-
-
-def _parse(raw: bytes) -> email.message.Message:
-    try:
-        message = email.message_from_bytes(raw)
-    except Exception as exc:  # the parser is lenient; anything it still raises is garbage
-        raise Refused("garbage", type(exc).__name__) from None
-    if not message.keys():
-        raise Refused("garbage", "no mail headers")
-    return message
-
-
-def _sender(message: email.message.Message) -> str:
-    return email.utils.parseaddr(str(message.get("From", "")))[1].strip().lower()
-
-
-def _recipient(message: email.message.Message, given: str) -> str:
-    addresses = submission_addresses()
-    if given:
-        candidates = [given]
-    else:
-        headers = [str(v) for v in message.get_all("To", []) + message.get_all("Cc", [])]
-        candidates = [a for _, a in email.utils.getaddresses(headers)]
-    for candidate in candidates:
-        if candidate.strip().lower() in addresses:
-            return candidate.strip().lower()
-    raise Refused("wrong recipient", ", ".join(candidates)[:200] or "none")
+    SMTP listener refused before it reached `handle`). What the mail said is
+    kept without its control characters (a NUL cannot be stored)."""
+    detail = inbound.printable(f"{refused.reason}: {refused.detail}")[:500]
+    log.warning("wks mail refused: %s", refused.reason, extra={"reason": refused.reason, "detail": detail})
+    address = sender[:254] if inbound.is_address(sender) else ""
+    Event.objects.record("wks_refused", address=address, actor="wks", detail=detail)
 
 
 def _handle(message: email.message.Message, to: str, sender: str) -> Outcome:
-    encrypted = _encrypted_body(message)
+    encrypted = inbound.encrypted_body(message)
     try:
         secret = server_key.secret(server_key.for_address(to))
         # A submission holds one key; a compressed one unpacks to at most this.
@@ -164,33 +148,13 @@ def _handle(message: email.message.Message, to: str, sender: str) -> Outcome:
         plaintext = openpgp.decrypt(secret, encrypted, limit=limit)
     except openpgp.WksCryptoError as exc:
         raise Refused("cannot decrypt", str(exc), answer=True) from None
-    inner = email.message_from_bytes(plaintext)
-    for part in inner.walk():
+    for part in inbound.parts(plaintext):
         kind = part.get_content_type()
         if kind == KEYS_TYPE:
-            return _submission(_payload(part), to=to, sender=sender)
+            return _submission(inbound.payload_of(part), to=to, sender=sender)
         if kind == WKS_TYPE:
-            return _response(_payload(part), to=to, sender=sender)
+            return _response(inbound.payload_of(part), to=to, sender=sender)
     raise Refused("garbage", "neither a key nor WKS data inside", answer=True)
-
-
-def _encrypted_body(message: email.message.Message) -> bytes:
-    """The OpenPGP message of a PGP/MIME mail (RFC 3156, section 4)."""
-    if (
-        message.get_content_type() != "multipart/encrypted"
-        or str(message.get_param("protocol", "")).lower() != ENCRYPTED_PROTOCOL
-    ):
-        raise Refused("not encrypted", message.get_content_type(), answer=True)
-    payload = message.get_payload()
-    parts = [p for p in payload if isinstance(p, email.message.Message)] if isinstance(payload, list) else []
-    if len(parts) != 2 or parts[0].get_content_type() != ENCRYPTED_PROTOCOL:
-        raise Refused("not encrypted", "malformed multipart/encrypted", answer=True)
-    return _payload(parts[1])
-
-
-def _payload(part: email.message.Message) -> bytes:
-    data = part.get_payload(decode=True)
-    return data if isinstance(data, bytes) else b""
 
 
 # -- a submission ----------------------------------------------------------------------
@@ -204,7 +168,8 @@ def _submission(data: bytes, *, to: str, sender: str) -> Outcome:
         raise Refused.by(exc) from None
     if len(upload.certs) != 1:
         raise Refused("garbage", f"{len(upload.certs)} keys, one expected", answer=True)
-    served = [a for a in upload.certs[0].emails if domain_of(a) in settings.WKD_DOMAINS]
+    domains = served_domains(to)
+    served = list(dict.fromkeys(a for a in upload.certs[0].emails if domain_of(a) in domains))
     if not served:
         raise Refused("domain not served", ", ".join(upload.certs[0].emails)[:200], answer=True)
     with transaction.atomic():
@@ -212,24 +177,60 @@ def _submission(data: bytes, *, to: str, sender: str) -> Outcome:
             key = submission.counted_import(data, actor=f"wks {sender}"[:150]).keys[0].key
         except KeyserverError as exc:
             raise Refused.by(exc) from None
-        queued = [a for a in served if _request(key, a, to)]
+        queued = _requests(key, served, to=to, sender=sender)
     if not queued:
-        return Outcome(True, "nothing to confirm", "published already, or a request is out")
+        return Outcome(True, "nothing to confirm", "published already, not publishable, or a request is out")
     return Outcome(True, "submitted", ", ".join(queued))
 
 
-def _request(key: Key, address: str, to: str) -> bool:
-    binding = key.bindings.filter(address=address).first()
-    if binding is None or binding.state not in verification.CONFIRMABLE or key.revoked or key.blocked:
-        return False
-    if outbox.free_at(address, Kind.WKS, settings.RATE_MAIL_PER_ADDRESS) is not None:
-        return False
-    publication.mark_pending(binding)  # as a confirmation mail from the upload page does
-    Event.objects.record("wks_confirmation_requested", key=key, address=address, actor="wks")
-    outbox.enqueue(
-        Kind.WKS, address, binding=binding, phase="request", sender=to, fingerprint=key.fingerprint
+def _requests(key: Key, served: list[str], *, to: str, sender: str) -> list[str]:
+    """Queue the confirmation requests of one submission, within the limits:
+    MAX_MAILS_PER_UPLOAD, the sender's and each address's. A sender past its
+    limit before any request is refused, and the key is not stored."""
+    queued: list[str] = []
+    for address in served:
+        if len(queued) >= settings.MAX_MAILS_PER_UPLOAD:
+            break
+        binding = key.bindings.filter(address=address).first()
+        if not _requestable(key, binding) or _spent(address, "request"):
+            continue
+        if not ratelimit.allow(f"wks-sender:{sender}", settings.RATE_MAIL_PER_CLIENT):
+            if not queued:
+                raise Refused("rate limited", f"{sender}: {settings.RATE_MAIL_PER_CLIENT}")
+            break
+        assert binding is not None  # _requestable
+        publication.mark_pending(binding)  # as a confirmation mail from the upload page does
+        Event.objects.record("wks_confirmation_requested", key=key, address=address, actor="wks")
+        outbox.enqueue(
+            Kind.WKS, address, binding=binding, phase="request", sender=to, fingerprint=key.fingerprint
+        )
+        queued.append(address)
+    return queued
+
+
+def _requestable(key: Key, binding: Binding | None) -> bool:
+    """Not published yet, and publishable here (rule 7, policy, not revoked)."""
+    return (
+        binding is not None
+        and binding.state in verification.CONFIRMABLE
+        and verification.confirmable(key, binding)
     )
-    return True
+
+
+def _spent(address: str, phase: str) -> bool:
+    """True while `address` has had RATE_MAIL_PER_ADDRESS WKS mails of `phase`
+    ("request" or "refused") in its window, counted as outbox.free_at counts
+    (queued or sent; failed ones do not): refusal answers, which anyone can
+    cause with a forged From, never use up the limit of a confirmation request."""
+    count, seconds = ratelimit.parse_rate(settings.RATE_MAIL_PER_ADDRESS)
+    rows = OutboxMail.objects.filter(
+        kind=Kind.WKS,
+        address=address,
+        params__phase=phase,
+        created__gte=clock.now() - timedelta(seconds=seconds),
+        state__in=[OutboxMail.State.QUEUED, OutboxMail.State.SENT],
+    )
+    return rows.count() >= count
 
 
 # -- a confirmation response -------------------------------------------------------------
@@ -259,6 +260,9 @@ def _response(data: bytes, *, to: str, sender: str) -> Outcome:
             raise Refused("nonce unknown, used or expired", address, answer=True) from None
         if token.address != address:
             raise Refused("response for another key", f"{address} != {token.address}", answer=True)
+        binding = token.key.bindings.filter(address=address).first()
+        if domain_of(address) not in served_domains(to) or not verification.confirmable(token.key, binding):
+            raise Refused("not publishable", address)  # rule 7, policy, revoked since the request
         token.used_at = clock.now()
         token.save(update_fields=["used_at"])
         try:
@@ -272,14 +276,15 @@ def _response(data: bytes, *, to: str, sender: str) -> Outcome:
 # -- answers -------------------------------------------------------------------------------
 
 
-def _answer(message: email.message.Message | None, sender: str, to: str, refused: Refused) -> None:
-    """Tell the sender why, once per limit window, unless the mail was automatic
-    or came from one of our own addresses (no mail loops, little backscatter)."""
-    if message is None or not to or "@" not in sender or sender in submission_addresses():
+def _answer(
+    message: email.message.Message, sender: str, to: str, refused: Refused, envelope_sender: str | None
+) -> None:
+    """Tell the sender why, once per limit window (of refusal answers alone),
+    unless the mail was a bounce or automatic, or came from one of our own
+    addresses (no mail loops, little backscatter)."""
+    if not to or not inbound.is_address(sender) or sender in submission_addresses():
         return
-    if str(message.get("Auto-Submitted", "no")).strip().lower() != "no":
-        return
-    if outbox.free_at(sender, Kind.WKS, settings.RATE_MAIL_PER_ADDRESS) is not None:
+    if inbound.automatic(message, sender, envelope_sender) or _spent(sender, "refused"):
         return
     with transaction.atomic():
         outbox.enqueue(Kind.WKS, sender, phase="refused", sender=to, reason=refused.reason, told=refused.told)

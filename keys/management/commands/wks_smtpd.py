@@ -1,12 +1,15 @@
 """`manage.py wks_smtpd`: the Web Key Service's own SMTP listener (aiosmtpd).
 
 Listens on WKS_SMTP_BIND, accepts RCPT only for the submission addresses
-(550 for any other), refuses data above WKS_MAX_MESSAGE_BYTES (552, from
-aiosmtpd, at MAIL's SIZE= or while reading the data; logged and kept as a
-wks_refused event like every other refusal), and hands each message to
-keys.services.wks, one per recipient.
-A database outage answers 451 so the sending MTA retries; no error in one
-message stops the listener.
+(550 for any other, logged only: no message was sent), each once however
+often it is repeated and at most MAX_RECIPIENTS of them (452 for more),
+refuses data above WKS_MAX_MESSAGE_BYTES (552, from aiosmtpd, at MAIL's
+SIZE= or while reading the data; logged and kept as a wks_refused event
+like every other refusal), and hands each message to keys.services.wks,
+one per recipient, with its envelope sender.
+A database outage or a server key that cannot be opened answers 451 so the
+sending MTA retries; any other error (a bug) is logged and answered 554.
+No error in one message stops the listener.
 """
 
 from __future__ import annotations
@@ -26,27 +29,34 @@ from django.db import DatabaseError, close_old_connections, connection
 from keys.services import wks
 
 log = logging.getLogger("keyserver.wks")
+MAX_RECIPIENTS = 10
 
 
 class Handler:
     async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str, options: Any) -> str:
-        if address.strip().lower() not in await _in_thread(wks.submission_addresses):
+        address = address.strip().lower()
+        if address not in await _in_thread(wks.submission_addresses):
             log.warning("wks mail refused: wrong recipient", extra={"reason": "wrong recipient"})
             return "550 5.1.1 Not a key submission address here"
+        if address in envelope.rcpt_tos:
+            return "250 OK"  # once: a repeated recipient is not a second delivery
+        if len(envelope.rcpt_tos) >= MAX_RECIPIENTS:
+            log.warning("wks mail refused: too many recipients", extra={"reason": "too many recipients"})
+            return "452 4.5.3 Too many recipients"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
     async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
+        raw = envelope.original_content or envelope.content
+        sender = str(envelope.mail_from or "")
         try:
             for recipient in envelope.rcpt_tos:
-                await _in_thread(
-                    wks.handle, envelope.original_content or envelope.content, recipient=recipient
-                )
-        except DatabaseError:
+                await _in_thread(wks.handle, raw, recipient=recipient, envelope_sender=sender)
+        except wks.TEMPORARY:  # logged by wks.handle where it needs a word
             return "451 4.3.0 Temporarily unable to process the message, try again later"
-        except Exception:  # a bug must not stop the listener; the sender retries
+        except Exception:  # a bug must not stop the listener; the sending MTA bounces the mail
             log.exception("wks mail failed")
-            return "451 4.3.0 Temporarily unable to process the message, try again later"
+            return "554 5.3.0 Unable to process the message"
         return "250 OK"
 
 

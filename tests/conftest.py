@@ -13,15 +13,18 @@ import shutil
 import subprocess
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from email import message_from_bytes
 from email.message import Message
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
 from .signed_mail import mail_text
+
+T = TypeVar("T")
 
 FIXTURES = Path(__file__).parent / "fixtures"
 
@@ -98,6 +101,29 @@ def _real_clock() -> Iterator[None]:
 
     yield
     clock.set_now(None)
+
+
+def at_once(function: Callable[[], T], threads: int) -> list[T]:
+    """`function` run in `threads` threads let go together (a barrier), each
+    on its own database connection, closed after; their results."""
+    from django.db import connection
+
+    start = threading.Barrier(threads)
+    results: list[T] = []
+
+    def one() -> None:
+        start.wait()
+        try:
+            results.append(function())
+        finally:
+            connection.close()
+
+    running = [threading.Thread(target=one) for _ in range(threads)]
+    for thread in running:
+        thread.start()
+    for thread in running:
+        thread.join()
+    return results
 
 
 def free_port() -> int:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import email
 import re
-import threading
 from datetime import timedelta
 from io import StringIO
 from urllib.parse import urlparse
@@ -24,7 +23,7 @@ from keys.identifiers import group_fingerprint
 from keys.models import Binding, Event, Key, NoticeChange, NoticeOptOut, OutboxMail, Source
 
 from . import upstreams
-from .conftest import SmtpSink
+from .conftest import SmtpSink, at_once
 from .keyserver import Keyserver
 from .signed_mail import assert_signed_by_server, mail_text
 
@@ -263,21 +262,7 @@ def test_two_runs_at_once_send_one_notice(ks, cast, now):
     now(minutes=16)
     from keys.services import notice_mail
 
-    start = threading.Barrier(4)
-    results: list[dict[str, int]] = []
-
-    def one() -> None:
-        start.wait()
-        try:
-            results.append(notice_mail.send_due())
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=one) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = at_once(notice_mail.send_due, 4)
     assert sum(r["queued"] for r in results) == 2, results
     for address in ALICE:
         assert OutboxMail.objects.filter(kind=OutboxMail.Kind.NOTICE, address=address).count() == 1

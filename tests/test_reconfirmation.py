@@ -5,7 +5,6 @@ grace, it is unpublished, and can be confirmed again the usual way."""
 from __future__ import annotations
 
 import re
-import threading
 from datetime import timedelta
 from urllib.parse import urlparse
 
@@ -17,6 +16,7 @@ from keys import clock
 from keys.models import Binding, Event, Key, OutboxMail, Reconfirmation
 from keys.services import reconfirmation, verification
 
+from .conftest import at_once
 from .keyserver import Keyserver
 from .signed_mail import assert_signed_by_server
 
@@ -201,21 +201,7 @@ def test_the_command_and_the_beat_schedule_run_it(ks, cast, mailoutbox, yearly, 
 def test_two_runs_at_once_send_one_mail(ks, cast, mailoutbox, yearly):
     binding = published_bob(ks, cast, mailoutbox)
     later(binding, 400)
-    start = threading.Barrier(2)
-    results: list[int] = []
-
-    def one() -> None:
-        start.wait()
-        try:
-            results.append(reconfirmation.request_due())
-        finally:
-            connection.close()
-
-    threads = [threading.Thread(target=one) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = at_once(reconfirmation.request_due, 2)
     assert sorted(results) == [0, 1]
     assert Reconfirmation.objects.count() == 1 and len(asked(mailoutbox)) == 1
     assert re.search(r"/verify/", asked(mailoutbox)[0].body)

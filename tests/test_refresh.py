@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import threading
 import time
 from datetime import UTC, datetime, timedelta
 from io import StringIO
@@ -22,6 +21,7 @@ from keys.services.housekeeping import prune
 from keys.services.schedule import next_refresh
 
 from . import upstreams
+from .conftest import at_once
 from .instance import Instance
 from .keyserver import Keyserver
 
@@ -122,25 +122,8 @@ def test_a_crashed_workers_keys_are_due_again_after_the_lease(settings):
 @pytest.mark.skipif("os.environ.get('DATABASE_URL', 'postgres').startswith('sqlite')")
 def test_two_workers_leasing_at_once_never_get_the_same_key():
     due_keys(200)
-    results: list[list[int]] = []
-    barrier = threading.Barrier(4)
-
-    def worker() -> None:
-        from django.db import connection as thread_connection
-
-        barrier.wait()
-        try:
-            for _ in range(3):
-                results.append(lease_due(NOW, batch=25))
-        finally:
-            thread_connection.close()
-
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    leased = [i for batch in results for i in batch]
+    runs = at_once(lambda: [lease_due(NOW, batch=25) for _ in range(3)], 4)
+    leased = [i for batches in runs for batch in batches for i in batch]
     assert len(leased) == len(set(leased)) == 200
 
 

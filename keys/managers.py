@@ -224,9 +224,14 @@ class OutboxMailManager(models.Manager["OutboxMail"]):
         rows = self.filter(address=address, kind__in=list(kinds), created__gte=since)
         return rows.filter(state__in=["queued", "sent"]).count()
 
-    def counted_times(self, address: str, kinds: Iterable[str], since: datetime) -> list[datetime]:
-        """When the mails `counted` counts were queued, oldest first."""
+    def counted_times(
+        self, address: str, kinds: Iterable[str], since: datetime, phase: str | None = None
+    ) -> list[datetime]:
+        """When the mails `counted` counts were queued, oldest first (only those
+        of one `phase` of their kind, such as a WKS request, when given)."""
         rows = self.filter(address=address, kind__in=list(kinds), created__gte=since)
+        if phase is not None:
+            rows = rows.filter(params__phase=phase)
         return list(
             rows.filter(state__in=["queued", "sent"]).order_by("created").values_list("created", flat=True)
         )

@@ -30,7 +30,7 @@ from django.conf import settings
 from django.core.mail import EmailMessage
 from django.db import DatabaseError, connection, transaction
 
-from .. import clock, degraded, metrics
+from .. import clock, degraded, metrics, ratelimit
 from ..models import Binding, Event, OutboxMail, VerificationToken
 from . import mail, publication
 
@@ -75,17 +75,17 @@ def wake(pk: int) -> None:
         degraded.answered("the Celery broker")
 
 
-def sent_within(address: str, kind: str, rate: str) -> bool:
-    """True while `address` has had as many mails of `kind` as `rate`
-    ("count/seconds") allows: mails queued or sent count, failed ones do not."""
-    return free_at(address, kind, rate) is not None
+def sent_within(address: str, kind: str, rate: str, phase: str | None = None) -> bool:
+    """True while `address` has had as many mails of `kind` (and `phase`) as
+    `rate` ("count/seconds") allows: mails queued or sent count, failed ones do not."""
+    return free_at(address, kind, rate, phase) is not None
 
 
-def free_at(address: str, kind: str, rate: str) -> datetime | None:
-    """When `rate` allows `address` another mail of `kind`; None while it does now."""
-    count, seconds = (int(part) for part in rate.split("/", 1))
+def free_at(address: str, kind: str, rate: str, phase: str | None = None) -> datetime | None:
+    """When `rate` allows `address` another mail of `kind` (and `phase`); None while it does now."""
+    count, seconds = ratelimit.parse_rate(rate)
     window = timedelta(seconds=seconds)
-    times = OutboxMail.objects.counted_times(address, [kind], clock.now() - window)
+    times = OutboxMail.objects.counted_times(address, [kind], clock.now() - window, phase)
     if len(times) < count:
         return None
     return times[len(times) - count] + window

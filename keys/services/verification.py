@@ -120,7 +120,10 @@ def verification_target(plain: str) -> VerificationToken:
     return token
 
 
-def _confirmable(key: Key, binding: Binding | None) -> bool:
+def confirmable(key: Key, binding: Binding | None) -> bool:
+    """Whether a proof of its mailbox may still publish `binding` (rule 7, a
+    policy block, revocation): for a confirmation link, and for the proofs
+    other services take, such as a Web Key Service confirmation."""
     return not (
         binding is None
         or key.revoked
@@ -129,13 +132,6 @@ def _confirmable(key: Key, binding: Binding | None) -> bool:
         or PolicyBlock.objects.blocked_addresses([binding.address])
         or binding.domain in Source.objects.authoritative_domains()
     )
-
-
-def confirmable(key: Key, binding: Binding | None) -> bool:
-    """Whether a proof of its mailbox may still publish `binding` (rule 7, a
-    policy block, revocation): for the proofs other services take, such as
-    a Web Key Service confirmation."""
-    return _confirmable(key, binding)
 
 
 def confirm(plain: str, *, actor: str = "", locale: str = "") -> Binding:
@@ -147,7 +143,7 @@ def confirm(plain: str, *, actor: str = "", locale: str = "") -> Binding:
             binding = key.bindings.filter(address=token.address).first()
             token.used_at = clock.now()
             token.save(update_fields=["used_at"])
-            if binding is None or not _confirmable(key, binding):
+            if binding is None or not confirmable(key, binding):
                 raise InvalidToken(_("This address can no longer be confirmed for this key."))
             again = binding.state == State.PUBLISHED and binding.validation == Validation.EMAIL_CONFIRMED
             publication.publish(key, binding, Validation.EMAIL_CONFIRMED, actor=actor or "email")

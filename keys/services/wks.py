@@ -34,7 +34,6 @@ from __future__ import annotations
 import email.message
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
 
 from django.conf import settings
 from django.db import DatabaseError, transaction
@@ -188,10 +187,11 @@ def _requests(key: Key, served: list[str], *, to: str, sender: str) -> list[str]
     MAX_MAILS_PER_UPLOAD, the sender's and each address's. A sender past its
     limit before any request is refused, and the key is not stored."""
     queued: list[str] = []
+    bindings = {b.address: b for b in key.bindings.filter(address__in=served)}
     for address in served:
         if len(queued) >= settings.MAX_MAILS_PER_UPLOAD:
             break
-        binding = key.bindings.filter(address=address).first()
+        binding = bindings.get(address)
         if not _requestable(key, binding) or _spent(address, "request"):
             continue
         if not ratelimit.allow(f"wks-sender:{sender}", settings.RATE_MAIL_PER_CLIENT):
@@ -219,18 +219,9 @@ def _requestable(key: Key, binding: Binding | None) -> bool:
 
 def _spent(address: str, phase: str) -> bool:
     """True while `address` has had RATE_MAIL_PER_ADDRESS WKS mails of `phase`
-    ("request" or "refused") in its window, counted as outbox.free_at counts
-    (queued or sent; failed ones do not): refusal answers, which anyone can
-    cause with a forged From, never use up the limit of a confirmation request."""
-    count, seconds = ratelimit.parse_rate(settings.RATE_MAIL_PER_ADDRESS)
-    rows = OutboxMail.objects.filter(
-        kind=Kind.WKS,
-        address=address,
-        params__phase=phase,
-        created__gte=clock.now() - timedelta(seconds=seconds),
-        state__in=[OutboxMail.State.QUEUED, OutboxMail.State.SENT],
-    )
-    return rows.count() >= count
+    ("request" or "refused"): refusal answers, which anyone can cause with a
+    forged From, never use up the limit of a confirmation request."""
+    return outbox.sent_within(address, Kind.WKS, settings.RATE_MAIL_PER_ADDRESS, phase)
 
 
 # -- a confirmation response -------------------------------------------------------------

@@ -26,11 +26,10 @@ from django.utils import translation
 from django.utils.translation import gettext_lazy as _
 
 from .. import openpgp
-from ..models import Binding, Key, OutboxMail, VerificationToken
-from . import server_key, signed_mail, tokens
+from ..models import Key, OutboxMail, VerificationToken
+from . import publication, server_key, signed_mail, tokens
 
 DRAFT_HEADERS = {"Wks-Draft-Version": "3"}
-CONFIRMABLE = (Binding.State.UNPUBLISHED, Binding.State.PENDING, Binding.State.CACHED)
 
 # What a refusal (keys.services.wks.Refused) tells its sender, in the mail's
 # language; a refusal by the import service gives its own message instead.
@@ -79,33 +78,40 @@ def _seven_bit(part: MIMENonMultipart) -> None:
     part["Content-Transfer-Encoding"] = "7bit"
 
 
-def _render(row: OutboxMail, template: str, context: dict[str, Any]) -> tuple[str, str]:
+def _render(
+    row: OutboxMail, template: str, context: dict[str, Any], signer: server_key.ServerKey | None
+) -> tuple[str, str]:
     """Subject and text; the text ends with the note on the key that signs
     it (the submission address's own), as every signed mail does."""
     context = {"site_name": settings.SITE_NAME, "site_url": settings.SITE_URL, **context}
     with translation.override(row.params.get("locale") or settings.LANGUAGE_CODE):
         subject = render_to_string(f"mail/wks_{template}_subject.txt", context).strip()
         body: str = render_to_string(f"mail/wks_{template}_body.txt", context)
-        if settings.MAIL_SIGN:
-            body = signed_mail.with_note(_signer(row), body, context)
+        if signer is not None:
+            body = signed_mail.with_note(signer, body, context)
     return subject, body
 
 
-def _signer(row: OutboxMail) -> server_key.ServerKey:
+def _signer(row: OutboxMail) -> server_key.ServerKey | None:
+    """The key that signs the mail (that of the address it comes from); None unsigned."""
+    if not settings.MAIL_SIGN:
+        return None
     sender = row.params.get("sender")
     return server_key.for_address(sender) if sender else server_key.current()
 
 
-def _request(row: OutboxMail, made: list[str], headers: dict[str, str]) -> EmailMessage | None:
+def _request(
+    row: OutboxMail, made: list[str], headers: dict[str, str], signer: server_key.ServerKey | None
+) -> EmailMessage | None:
     binding = row.binding
-    if binding is None or binding.state not in CONFIRMABLE:
+    if binding is None or binding.state not in publication.CONFIRMABLE:
         return None  # published meanwhile, revoked, removed
     key: Key = binding.key
     if key.revoked or key.blocked or key.fingerprint != row.params["fingerprint"]:
         return None
     nonce = tokens.issue(VerificationToken.Purpose.WKS, key, binding.address)
     made.append(VerificationToken.hash(nonce))
-    subject, text = _render(row, "request", {"address": binding.address})
+    subject, text = _render(row, "request", {"address": binding.address}, signer)
     wks = (
         "type: confirmation-request\n"
         f"sender: {row.params['sender']}\n"
@@ -119,10 +125,10 @@ def _request(row: OutboxMail, made: list[str], headers: dict[str, str]) -> Email
         "to": [row.address],
         "headers": {**headers, **DRAFT_HEADERS, "Wks-Phase": "confirm"},
     }
-    if settings.MAIL_SIGN:
+    if signer is not None:
         # Signed like every mail: the whole multipart/mixed, by the submission address's key.
         part = signed_mail.mixed_part(text, "application/vnd.gnupg.wks", armored)
-        return signed_mail.signed(server_key.secret(_signer(row)), subject, text, part=part, **fields)
+        return signed_mail.signed(server_key.secret(signer), subject, text, part=part, **fields)
     return RequestMessage(subject, text, armored=armored, **fields)
 
 
@@ -134,13 +140,14 @@ def _explanation(params: dict[str, Any]) -> Any:
 
 def compose(row: OutboxMail, made: list[str], headers: dict[str, str]) -> EmailMessage | None:
     phase = row.params.get("phase")
+    signer = _signer(row)
     if phase == "request":
-        return _request(row, made, headers)
+        return _request(row, made, headers, signer)
     if phase == "published":
-        subject, body = _render(row, "published", {"address": row.address})
+        subject, body = _render(row, "published", {"address": row.address}, signer)
         phase_headers = {"Wks-Phase": "done"}
     else:
-        subject, body = _render(row, "refused", {"reason": _explanation(row.params)})
+        subject, body = _render(row, "refused", {"reason": _explanation(row.params)}, signer)
         phase_headers = {"Wks-Phase": "error"}
     sender = row.params.get("sender") or None
     fields: dict[str, Any] = {
@@ -148,7 +155,7 @@ def compose(row: OutboxMail, made: list[str], headers: dict[str, str]) -> EmailM
         "to": [row.address],
         "headers": {**headers, **DRAFT_HEADERS, **phase_headers},
     }
-    if not settings.MAIL_SIGN:
+    if signer is None:
         return EmailMessage(subject, body, **fields)
     # Signed like every other mail, by the key of the address it comes from.
-    return signed_mail.signed(server_key.secret(_signer(row)), subject, body, **fields)
+    return signed_mail.signed(server_key.secret(signer), subject, body, **fields)

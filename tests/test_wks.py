@@ -410,6 +410,20 @@ def crlf(raw: bytes) -> bytes:
     return raw.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n")
 
 
+def _data_refused(sender: str, raw: bytes) -> int:
+    """The code the listener answers a mail's DATA with, which it must refuse."""
+    listener = _listener()
+    try:
+        with (
+            smtplib.SMTP(listener.hostname, listener.port) as client,
+            pytest.raises(smtplib.SMTPDataError) as refused,
+        ):
+            client.sendmail(sender, [SUBMIT], raw)
+    finally:
+        listener.stop()
+    return refused.value.smtp_code
+
+
 def _listener():
     from keys.management.commands.wks_smtpd import controller
 
@@ -464,16 +478,7 @@ def test_an_unexpected_error_is_a_deliberate_exit_without_a_traceback(monkeypatc
     assert "Traceback" not in out.getvalue() + err.getvalue() + caplog.text
     assert "internal error (ZeroDivisionError)" in err.getvalue()
     assert "wks mail failed: ZeroDivisionError at test_wks.py" in caplog.text
-    listener = _listener()
-    try:
-        with (
-            smtplib.SMTP(listener.hostname, listener.port) as client,
-            pytest.raises(smtplib.SMTPDataError) as refused,
-        ):
-            client.sendmail("w@example.org", [SUBMIT], b"Subject: hi\r\n\r\nhi")
-    finally:
-        listener.stop()
-    assert refused.value.smtp_code == 554
+    assert _data_refused("w@example.org", b"Subject: hi\r\n\r\nhi") == 554
 
 
 def nested(depth: int) -> bytes:
@@ -702,16 +707,7 @@ def test_an_unreadable_server_key_defers_the_mail(smtp, settings, caplog):
         receive(raw)
     assert exited.value.code == 75
     assert "`manage.py server_key rotate --address key-submission@example.org`" in caplog.text
-    listener = _listener()
-    try:
-        with (
-            smtplib.SMTP(listener.hostname, listener.port) as client,
-            pytest.raises(smtplib.SMTPDataError) as deferred,
-        ):
-            client.sendmail(WENDY, [SUBMIT], crlf(raw))
-    finally:
-        listener.stop()
-    assert deferred.value.smtp_code == 451
+    assert _data_refused(WENDY, crlf(raw)) == 451
     assert stored() == before and refusals() == []
 
 
